@@ -1,0 +1,322 @@
+"""The ``rsdino`` command: one subcommand per pipeline step.
+
+Every Snakemake rule is one call of a subcommand below, and every subcommand runs on its own from
+the shell (``rsdino <step> --help``). Settings come from ``--params`` (validated by
+``rsdino.config``); every path is an argument. Errors in the user's input (settings, missing or
+corrupt files) end with one line naming the file and the problem, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rsdino.tracking import configure_offline_environment
+
+configure_offline_environment()
+
+
+class UserError(Exception):
+    """A problem with the user's input; reported as one line, no traceback."""
+
+
+def require(path: Path, what: str, hint: str = "") -> Path:
+    """Return ``path`` if it exists, else raise a ``UserError`` naming it."""
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="settings file (default: params.yaml)")
+    parser.add_argument("--scale", default=None,
+                        help="override the settings' scale (demo or full)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+# ------------------------------------------------------------------------------------ subcommands
+
+
+def cmd_setup(args: argparse.Namespace) -> None:
+    """Make the project's Snakemake profiles reachable by name and create the local DVC remote."""
+    from rsdino.workflow_support import install_profiles, prepare_dvc_remote
+
+    for line in install_profiles(Path(args.project).resolve(), force=args.force):
+        print(line)
+    print(prepare_dvc_remote(Path(args.project).resolve()))
+
+
+def cmd_make_demo(args: argparse.Namespace) -> None:
+    """Generate a dataset's demo archive with its registered fake-data generator."""
+    from rsdino.config import load_params
+    from rsdino.data.fake import FAKE_GENERATORS
+
+    params = load_params(args.params, args.scale)
+    dataset = _dataset(params, args.dataset)
+    source = dataset.source
+    if not source.generator:
+        raise UserError(f"{args.params}: datasets.{args.dataset}.source has no generator")
+    if source.generator not in FAKE_GENERATORS:
+        raise UserError(f"{args.params}: datasets.{args.dataset}.source.generator: unknown generator "
+                        f"{source.generator!r} (known: {', '.join(FAKE_GENERATORS)})")
+    digest = FAKE_GENERATORS[source.generator](args.out, **source.generator_kwargs)
+    print(f"wrote {args.out} (sha256 {digest})")
+    if source.sha256 and digest != source.sha256:
+        print(f"warning: {args.out}: sha256 {digest} differs from datasets.{args.dataset}.source.sha256 "
+              f"{source.sha256}; the download step will refuse it", file=sys.stderr)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    """Download (or copy) a dataset archive, verify its checksum and extract it safely."""
+    from rsdino.config import load_params
+    from rsdino.data.download import download
+    from rsdino.data.extract import extract_archive
+    from rsdino.workflow_support import write_resolved
+
+    params = load_params(args.params, args.scale)
+    dataset = _dataset(params, args.dataset)
+    source = dataset.source
+    if source.url is None:
+        raise UserError(f"{args.out}: dataset {args.dataset!r} must be downloaded by hand: {source.manual}")
+    with _step(params, group=f"data:{args.dataset}", step="download", run_name=f"download {args.dataset}",
+               params={"dataset": args.dataset, "url": source.url}) as tracker:
+        archive = download(source.url, args.downloads, sha256=source.sha256, md5=source.md5,
+                           filename=source.filename, base_dir=Path.cwd(), progress=not args.no_progress)
+        extract_archive(archive, args.out)
+        resolved = write_resolved(params.resolved_for(dataset=args.dataset),
+                                  args.out.with_name(args.out.name + ".params.yaml"))
+        tracker.log_artifact(resolved)
+        tracker.log_metrics({"archive_bytes": archive.stat().st_size})
+    print(f"{args.dataset}: {archive} -> {args.out}")
+
+
+def cmd_track(args: argparse.Namespace) -> None:
+    """Add a downloaded dataset folder to DVC (and push it to the default remote)."""
+    from rsdino.config import load_params
+    from rsdino.workflow_support import dvc_track
+
+    params = load_params(args.params, args.scale)
+    require(args.path, "dataset folder", "run `rsdino download` first")
+    print(dvc_track(args.path, remote=params.dvc.remote if params.dvc.push else None))
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Split a downloaded dataset (seeded, stratified) and compute per-band statistics."""
+    from rsdino.config import load_params
+    from rsdino.data.prepare import prepare_scene_dataset
+    from rsdino.workflow_support import write_resolved
+
+    params = load_params(args.params, args.scale)
+    dataset = _dataset(params, args.dataset)
+    require(args.raw, "dataset folder", f"run `rsdino download --dataset {args.dataset}` first")
+    with _step(params, group=f"data:{args.dataset}", step="prepare", run_name=f"prepare {args.dataset}",
+               params={"dataset": args.dataset, "test_fraction": dataset.split.test_fraction,
+                       "seed": dataset.split.seed}) as tracker:
+        summary = prepare_scene_dataset(
+            args.raw, args.out, name=args.dataset, class_root=dataset.class_root,
+            extensions=tuple(dataset.extensions), bands=dataset.bands, rgb_bands=dataset.rgb_bands,
+            gsd=dataset.gsd, native_size=dataset.native_size, test_fraction=dataset.split.test_fraction,
+            seed=dataset.split.seed, progress=not args.no_progress)
+        tracker.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, int | float)})
+        tracker.log_artifact(write_resolved(params.resolved_for(dataset=args.dataset),
+                                            args.out / "params.resolved.yaml"))
+    print(f"{args.dataset}: {summary}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """Pretrain one model variant and export its teacher backbone."""
+    from rsdino.config import load_params
+    from rsdino.data.scene import SceneDataset
+    from rsdino.train.pretrain import run_pretraining
+    from rsdino.workflow_support import write_resolved
+
+    params = load_params(args.params, args.scale)
+    variant = _variant(params, args.variant)
+    dataset_cfg = params.datasets[variant.pretrain_data]
+    require(args.raw, "dataset folder", f"run `rsdino download --dataset {variant.pretrain_data}` first")
+    require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {variant.pretrain_data}`")
+    train = SceneDataset(args.raw, args.data, "train")
+    resolved = write_resolved(params.resolved_for(variant=args.variant), args.out / "params.resolved.yaml")
+    with _step(params, group=args.variant, step="pretrain", run_name=f"pretrain {args.variant}",
+               params={"method": variant.method, "backbone": variant.backbone,
+                       "dataset": variant.pretrain_data, "epochs": variant.optim.epochs,
+                       "batch_size": variant.optim.batch_size, "lr": variant.optim.lr,
+                       "out_dim": variant.head.out_dim}) as tracker:
+        tracker.log_artifact(resolved)
+        model = run_pretraining(args.variant, variant, train, bands=dataset_cfg.bands,
+                                rgb_bands=dataset_cfg.rgb_bands, mean=train.stats["mean"],
+                                std=train.stats["std"], out_dir=args.out, tracker=tracker,
+                                device=args.device, progress=not args.no_progress)
+    print(f"{args.variant}: {model}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate one pretrained variant with one evaluation protocol; write its metrics file."""
+    from rsdino.config import load_params
+    from rsdino.evaluate.run import run_evaluation
+
+    params = load_params(args.params, args.scale)
+    if args.evaluation not in params.evaluations:
+        raise UserError(f"{args.params}: evaluations: no evaluation {args.evaluation!r} "
+                        f"(defined: {', '.join(params.evaluations)})")
+    evaluation = params.evaluations[args.evaluation]
+    variant = _variant(params, args.variant)
+    require(args.model / "model.safetensors", "pretrained model",
+            f"run `rsdino pretrain --variant {args.variant}` first")
+    require(args.raw, "dataset folder", f"run `rsdino download --dataset {evaluation.dataset}` first")
+    require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {evaluation.dataset}`")
+    with _step(params, group=args.variant, step=evaluation.protocol,
+               run_name=f"{args.evaluation} {args.variant}",
+               params={"method": variant.method, "backbone": variant.backbone,
+                       "dataset": evaluation.dataset, "evaluation": args.evaluation,
+                       **{k: v for k, v in evaluation.model_dump().items()
+                          if k not in {"variants", "dataset", "protocol"}}}) as tracker:
+        result = run_evaluation(args.evaluation, evaluation, args.variant, variant, model_dir=args.model,
+                                raw_dir=args.raw, prepared_dir=args.data, out=args.out, params=params,
+                                tracker=tracker, device=args.device, progress=not args.no_progress)
+    print(f"{args.evaluation} {args.variant}: {result['metrics']}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Build the results tables (Markdown and CSV), the summary metrics and the plots."""
+    from rsdino.config import load_params
+    from rsdino.report.plots import plot_ours_vs_published
+    from rsdino.report.tables import build_tables, write_summary
+    from rsdino.workflow_support import write_resolved
+
+    params = load_params(args.params, args.scale)
+    for path in args.metrics:
+        require(path, "metrics file", "run the evaluation first")
+    with _step(params, group="report", step="report", run_name="report",
+               params={"scale": params.scale, "tables": ",".join(params.selected.tables)}) as tracker:
+        written = build_tables(list(args.metrics), params, args.out)
+        write_summary(list(args.metrics), args.summary)
+        write_resolved(params.resolved_for(), args.out / "params.resolved.yaml")
+        for path in written:
+            tracker.log_artifact(path, artifact_path="tables")
+            if path.suffix == ".csv":
+                png = args.plots / f"{path.stem}.png"
+                png.parent.mkdir(parents=True, exist_ok=True)
+                plot_ours_vs_published(path, png)
+                tracker.log_artifact(png, artifact_path="plots")
+    for path in written:
+        print(path)
+
+
+def cmd_dvc_commit(args: argparse.Namespace) -> None:
+    """Record the current outputs of a DVC stage in dvc.lock (after Snakemake built them)."""
+    from rsdino.workflow_support import dvc_commit
+
+    print(dvc_commit(args.stage))
+
+
+# ------------------------------------------------------------------------------------------ parser
+
+
+def _dataset(params, name: str):  # noqa: ANN001, ANN202 - small lookup helpers
+    if name not in params.datasets:
+        raise UserError(f"datasets: no dataset {name!r} (defined: {', '.join(params.datasets)})")
+    return params.datasets[name]
+
+
+def _variant(params, name: str):  # noqa: ANN001, ANN202
+    if name not in params.variants:
+        raise UserError(f"variants: no variant {name!r} (defined: {', '.join(params.variants)})")
+    return params.variants[name]
+
+
+def _step(params, **kwargs):  # noqa: ANN001, ANN202
+    from rsdino.tracking import step_run
+
+    return step_run(experiment=params.mlflow.experiment, tracking_uri=params.mlflow.tracking_uri,
+                    artifact_location=params.mlflow.artifact_location, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rsdino`` and all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="rsdino", description="Reproducible DINO-family pretraining on remote-sensing imagery. "
+        "Each subcommand is one pipeline step; `snakemake --profile local all` runs them all.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<step>")
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], **kw: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=func.__doc__, **kw)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("setup", cmd_setup)
+    p.add_argument("--project", default=".", help="project root (default: .)")
+    p.add_argument("--force", action="store_true", help="replace existing profiles of the same name")
+
+    p = add("make-demo", cmd_make_demo)
+    _common(p)
+    p.add_argument("--dataset", required=True, help="dataset name in params.yaml")
+    p.add_argument("--out", type=Path, required=True, help="archive to write")
+
+    p = add("download", cmd_download)
+    _common(p)
+    p.add_argument("--dataset", required=True, help="dataset name in params.yaml")
+    p.add_argument("--downloads", type=Path, default=Path("data/downloads"), help="archive folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to extract the dataset into")
+
+    p = add("track", cmd_track)
+    _common(p)
+    p.add_argument("--path", type=Path, required=True, help="dataset folder to add to DVC")
+
+    p = add("prepare", cmd_prepare)
+    _common(p)
+    p.add_argument("--dataset", required=True, help="dataset name in params.yaml")
+    p.add_argument("--raw", type=Path, required=True, help="downloaded dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="prepared dataset folder to write")
+
+    p = add("pretrain", cmd_pretrain)
+    _common(p)
+    p.add_argument("--variant", required=True, help="variant name in params.yaml")
+    p.add_argument("--raw", type=Path, required=True, help="downloaded pretraining dataset folder")
+    p.add_argument("--data", type=Path, required=True, help="prepared pretraining dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+    p = add("evaluate", cmd_evaluate)
+    _common(p)
+    p.add_argument("--evaluation", required=True, help="evaluation name in params.yaml")
+    p.add_argument("--variant", required=True, help="variant name in params.yaml")
+    p.add_argument("--model", type=Path, required=True, help="pretrained model folder")
+    p.add_argument("--raw", type=Path, required=True, help="downloaded evaluation dataset folder")
+    p.add_argument("--data", type=Path, required=True, help="prepared evaluation dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+    p = add("report", cmd_report)
+    _common(p)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics JSON files")
+    p.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    p.add_argument("--summary", type=Path, required=True, help="summary metrics JSON (for DVC)")
+    p.add_argument("--plots", type=Path, required=True, help="folder for the plots")
+
+    p = add("dvc-commit", cmd_dvc_commit)
+    p.add_argument("--stage", default="tables", help="DVC stage to record (default: tables)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rsdino`` console script."""
+    from rsdino.config import ParamsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ParamsError) as error:
+        print(f"rsdino {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"rsdino {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

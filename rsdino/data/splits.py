@@ -1,0 +1,110 @@
+"""List a class-per-folder dataset, split it (seeded and stratified), and read and write split files.
+
+A split file holds one ``relative_path,label`` line per image (POSIX separators, integer label).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from rsdino.io import write_text
+
+Item = tuple[str, int]
+
+
+class SplitFileError(ValueError):
+    """A split file has a line that is not ``relative_path,label``."""
+
+
+def list_scene_folder(class_root: Path, extensions: tuple[str, ...]) -> tuple[list[Item], list[str]]:
+    """List the images of a dataset laid out as ``class_root/<class>/**/<image>``.
+
+    Class names are the sorted names of the (non-hidden) sub-folders of ``class_root``; a label is
+    the index of its class. Files at the top level and hidden files or folders are ignored.
+
+    Args:
+        class_root: folder holding one sub-folder per class.
+        extensions: accepted file suffixes, compared case-insensitively (e.g. ``(".tif",)``).
+
+    Returns:
+        ``(items, classes)``: items are ``(path relative to class_root, label)`` sorted by path.
+
+    Raises:
+        FileNotFoundError: ``class_root`` is missing, has no class folder, or a class has no image.
+    """
+    class_root = Path(class_root)
+    how_to = "download and extract the dataset first (`rsdino download`)"
+    if not class_root.is_dir():
+        raise FileNotFoundError(f"dataset folder {class_root} does not exist; {how_to}")
+    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError(f"no class folders found in {class_root}; {how_to}")
+    suffixes = tuple(ext.lower() for ext in extensions)
+    items: list[Item] = []
+    for label, name in enumerate(classes):
+        found = [
+            path.relative_to(class_root).as_posix()
+            for path in (class_root / name).rglob("*")
+            if path.is_file() and path.suffix.lower() in suffixes
+            and not any(part.startswith(".") for part in path.relative_to(class_root).parts)
+        ]
+        if not found:
+            raise FileNotFoundError(f"class folder {class_root / name} holds no {'/'.join(suffixes)} "
+                                    f"image; {how_to}")
+        items.extend((rel, label) for rel in found)
+    return sorted(items), classes
+
+
+def stratified_split(items: list[Item], test_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Split ``items`` into ``(train, test)`` class by class with a seeded shuffle.
+
+    Each class sends ``round(n * test_fraction)`` items to test, at least one when it has two or more
+    items and never all of them. The result depends only on the set of items, ``test_fraction`` and
+    ``seed`` (not on input order); both lists come back sorted by path.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    by_label: dict[int, list[str]] = defaultdict(list)
+    for path, label in items:
+        by_label[label].append(path)
+    train: list[Item] = []
+    test: list[Item] = []
+    for label in sorted(by_label):
+        paths = sorted(by_label[label])
+        order = np.random.default_rng([seed, label]).permutation(len(paths))
+        n_test = min(max(round(len(paths) * test_fraction), 1), len(paths) - 1) if len(paths) >= 2 else 0
+        test.extend((paths[i], label) for i in order[:n_test])
+        train.extend((paths[i], label) for i in order[n_test:])
+    return sorted(train), sorted(test)
+
+
+def write_split_file(path: Path, items: list[Item]) -> Path:
+    """Write ``items`` as ``relative_path,label`` lines to ``path`` atomically and return ``path``."""
+    lines = []
+    for rel, label in items:
+        if "," in rel or "\n" in rel:
+            raise ValueError(f"{path}: image path {rel!r} contains a comma or newline")
+        lines.append(f"{rel},{int(label)}\n")
+    return write_text(path, "".join(lines))
+
+
+def read_split_file(path: Path) -> list[Item]:
+    """Read a split file written by ``write_split_file`` (blank lines are skipped).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        SplitFileError: naming the file and line number of the first malformed line.
+    """
+    path = Path(path)
+    items: list[Item] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        rel, sep, label = line.rpartition(",")
+        if not sep or not rel or not label.strip().isdigit():
+            raise SplitFileError(f"{path}:{number}: expected 'relative_path,label', got {line!r}")
+        items.append((rel, int(label)))
+    return items

@@ -1,0 +1,113 @@
+# Shared helpers: settings, paths and the per-job settings digests that make Snakemake re-run
+# exactly the jobs whose settings changed. No rules here.
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from rsdino.config import ParamsError, load_params, settings_digest
+from rsdino.tracking import configure_offline_environment
+
+configure_offline_environment()
+
+PARAMS_FILE = config.get("params", "params.yaml")
+try:
+    P = load_params(PARAMS_FILE, config.get("scale"))
+except ParamsError as error:
+    raise WorkflowError(str(error))
+SCALE = P.scale
+DATA = P.paths.data
+MODELS = P.paths.models
+RESULTS = P.paths.results
+RSDINO = f"rsdino {{step}} --params {PARAMS_FILE} --scale {SCALE} --no-progress"
+
+
+def rsdino(step):
+    """The command prefix of one step."""
+    return RSDINO.format(step=step)
+
+
+def generated_archives():
+    """Demo archives written by `rsdino make-demo`: file name -> dataset name."""
+    archives = {}
+    for name, dataset in P.datasets.items():
+        if dataset.source.generator:
+            path = Path(dataset.source.url[len("file://"):])
+            if path.parent != Path(DATA) / "demo":
+                raise WorkflowError(
+                    f"{PARAMS_FILE}: datasets.{name}.source.url: a generated archive must live in "
+                    f"{DATA}/demo/, not {path.parent}/"
+                )
+            archives[path.name] = name
+    return archives
+
+
+DEMO_ARCHIVES = generated_archives()
+
+
+def one_of(names):
+    """A wildcard constraint that matches exactly one of ``names``."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+wildcard_constraints:
+    dataset=one_of(P.datasets),
+    variant=one_of(P.variants),
+    evaluation=one_of(P.evaluations),
+
+
+def demo_digest(wildcards):
+    return settings_digest(P.resolved_for(dataset=DEMO_ARCHIVES[wildcards.filename]))
+
+
+def local_source(wildcards):
+    """The local archive a dataset is copied from (a generated demo archive), if any."""
+    source = P.datasets[wildcards.dataset].source
+    if source.url and source.url.startswith("file://"):
+        return [source.url[len("file://"):]]
+    return []
+
+
+def dataset_digest(wildcards):
+    return settings_digest(P.resolved_for(dataset=wildcards.dataset))
+
+
+def variant_digest(wildcards):
+    return settings_digest(P.resolved_for(variant=wildcards.variant))
+
+
+def evaluation_digest(wildcards):
+    settings = P.resolved_for(variant=wildcards.variant, evaluation=wildcards.evaluation)
+    settings["evaluation"][wildcards.evaluation].pop("variants")
+    return settings_digest(settings)
+
+
+def pretrain_data(wildcards, folder):
+    return f"{DATA}/{folder}/{P.variants[wildcards.variant].pretrain_data}"
+
+
+def evaluation_data(wildcards, folder):
+    return f"{DATA}/{folder}/{P.evaluations[wildcards.evaluation].dataset}"
+
+
+def metrics_files():
+    files = []
+    for table in P.selected.tables:
+        for evaluation in P.tables[table].evaluations:
+            for variant in P.evaluations[evaluation].variants:
+                files.append(f"{RESULTS}/metrics/{evaluation}/{variant}.json")
+    return sorted(set(files))
+
+
+MODEL_FILES = [f"{MODELS}/{v}/model.safetensors" for v in P.selected_variants()]
+TABLE_FILES = [f"{RESULTS}/tables/{t}.{ext}" for t in P.selected.tables for ext in ("md", "csv")]
+SUMMARY = f"{RESULTS}/metrics/summary.json"
+PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables]
+IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
+TRACKED_DATA = (
+    [f"{DATA}/raw/{d}.dvc" for d in P.selected_datasets() if P.datasets[d].source.url]
+    if P.dvc.track_raw and IN_DVC_REPO
+    else []
+)
+DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO else []

@@ -1,0 +1,38 @@
+# Report: the results tables, the summary metrics (DVC) and the plots, from the metrics files only.
+
+
+rule report:
+    input:
+        metrics=metrics_files(),
+    output:
+        tables=TABLE_FILES,
+        summary=SUMMARY,
+        plots=PLOTS,
+    params:
+        settings=lambda wc: settings_digest({t: P.tables[t].model_dump() for t in P.selected.tables}),
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/rsdino.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        f"{rsdino('report')} --metrics {{input.metrics}} --out {RESULTS}/tables "
+        f"--summary {{output.summary}} --plots {RESULTS}/plots > {{log}} 2>&1"
+
+
+rule dvc_record:
+    input:
+        TABLE_FILES,
+        SUMMARY,
+    output:
+        touch(f"{RESULTS}/.dvc-recorded"),
+    log:
+        "logs/dvc_record.log",
+    conda:
+        "../envs/rsdino.yaml"
+    resources:
+        dvc=1,
+    shell:
+        "rsdino dvc-commit --stage tables > {log} 2>&1"
