@@ -136,6 +136,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.scale)
     variant = _variant(params, args.variant)
     dataset_cfg = params.datasets[variant.pretrain_data]
+    _set_threads(args.threads)
     require(args.raw, "dataset folder", f"run `rsdino download --dataset {variant.pretrain_data}` first")
     require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {variant.pretrain_data}`")
     train = SceneDataset(args.raw, args.data, "train")
@@ -164,6 +165,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                         f"(defined: {', '.join(params.evaluations)})")
     evaluation = params.evaluations[args.evaluation]
     variant = _variant(params, args.variant)
+    _set_threads(args.threads)
     require(args.model / "model.safetensors", "pretrained model",
             f"run `rsdino pretrain --variant {args.variant}` first")
     require(args.raw, "dataset folder", f"run `rsdino download --dataset {evaluation.dataset}` first")
@@ -228,11 +230,19 @@ def _variant(params, name: str):  # noqa: ANN001, ANN202
     return params.variants[name]
 
 
-def _step(params, **kwargs):  # noqa: ANN001, ANN202
+def _set_threads(threads: int | None) -> None:
+    """Give torch exactly the cores the scheduler granted (oversubscribed threads crawl)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _step(settings, **kwargs):  # noqa: ANN001, ANN202
     from rsdino.tracking import step_run
 
-    return step_run(experiment=params.mlflow.experiment, tracking_uri=params.mlflow.tracking_uri,
-                    artifact_location=params.mlflow.artifact_location, **kwargs)
+    return step_run(experiment=settings.mlflow.experiment, tracking_uri=settings.mlflow.tracking_uri,
+                    artifact_location=settings.mlflow.artifact_location, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared pretraining dataset folder")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
 
     p = add("evaluate", cmd_evaluate)
     _common(p)
@@ -289,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared evaluation dataset folder")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
 
     p = add("report", cmd_report)
     _common(p)

@@ -32,10 +32,18 @@ def atomic_path(destination: str | os.PathLike[str], suffix: str = "") -> Iterat
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, destination)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(destination: str | os.PathLike[str], text: str) -> Path:

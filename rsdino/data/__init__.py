@@ -9,5 +9,6 @@ Modules (import them directly; this package imports none of them):
 - ``stats``: streaming per-band mean and standard deviation.
 - ``prepare``: turn an extracted dataset into a prepared folder (splits, classes, stats, metadata).
 - ``scene``: ``SceneDataset``, the torch dataset over a prepared folder.
+- ``views``: band-aware multi-crop views (normalisation and crops) for self-distillation.
 - ``fake``: generators of tiny fake datasets in the real on-disk layout (``FAKE_GENERATORS``).
 """

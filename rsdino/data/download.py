@@ -112,7 +112,8 @@ def download(
         raise DownloadError(f"{url}: unsupported scheme {parts.scheme!r} (use file://, http:// or https://)")
     if scheme != "file" and not (sha256 or md5):
         raise DownloadError(f"{url}: an HTTP source needs a sha256 or md5 checksum")
-    filename = filename or Path(unquote(parts.path)).name
+    url_path = url[len("file://"):] if scheme == "file" else parts.path
+    filename = filename or Path(unquote(url_path)).name
     if not filename:
         raise DownloadError(f"{url}: cannot derive a file name from the URL; pass filename=")
     dest_dir = Path(dest_dir)
@@ -209,6 +210,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
         if offset and response.status_code != 206:
             log.info("%s: server ignored the Range request; restarting from zero", url)
             offset = 0
+        response.raw.enforce_content_length = False  # keep the bytes of a cut-off body; counted below
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None and "Content-Encoding" not in response.headers else None
         received = 0

@@ -79,9 +79,8 @@ def _extract_tar(archive: Path, target: Path) -> None:
             for member in members:
                 _check_member_name(archive, member.name)
                 if member.issym() or member.islnk():
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {member.name!r} is a link (to {member.linkname!r}); links are refused"
-                    )
+                    raise UnsafeArchiveError(f"{archive}: member {member.name!r} is a link "
+                                             f"(to {member.linkname!r}); links are refused")
                 if not (member.isfile() or member.isdir()):
                     raise UnsafeArchiveError(
                         f"{archive}: member {member.name!r} is a device, FIFO or other special file"
@@ -100,7 +99,8 @@ def _check_tar_end(archive: Path, tar: tarfile.TarFile) -> None:
     tar.fileobj.seek(tar.offset)
     block = tar.fileobj.read(_BLOCK)
     if len(block) != _BLOCK or block.count(0) != _BLOCK:
-        raise ArchiveError(f"{archive}: truncated tar archive (no end-of-archive block after the last member)")
+        raise ArchiveError(f"{archive}: truncated tar archive (no end-of-archive block after the last "
+                           "member)")
 
 
 def _extract_zip(archive: Path, target: Path) -> None:
@@ -112,8 +112,9 @@ def _extract_zip(archive: Path, target: Path) -> None:
                 _check_member_name(archive, info.filename)
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
-                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link; links are refused")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link; links are "
+                                             "refused")
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
                     raise UnsafeArchiveError(
                         f"{archive}: member {info.filename!r} is a device, FIFO or other special file"
                     )

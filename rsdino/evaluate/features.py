@@ -63,7 +63,8 @@ def extract_features(model: nn.Module, dataset: Dataset, *, mean: Sequence[float
     Args:
         model: the backbone; put in eval mode (and left there).
         dataset: items are dicts ``{"image": (C, H, W) float32, "label": int, ...}``.
-        mean, std: per-band normalisation statistics (length ``C``), in the images' units.
+        mean: per-band means (length ``C``), in the images' units.
+        std: per-band standard deviations (length ``C``), in the images' units.
         batch_size: images per forward pass.
         image_size: if given, every image is resized to ``image_size x image_size`` after normalising.
         device: where the forward passes run; the results are returned on the CPU.

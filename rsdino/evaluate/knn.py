@@ -102,8 +102,10 @@ def weighted_knn(train_features: Tensor, train_labels: Tensor, test_features: Te
     T = 0.07), after Wu et al., CVPR 2018.
 
     Args:
-        train_features: (N, D) float; train_labels: (N,) int in [0, n_classes).
-        test_features: (M, D) float; test_labels: (M,) int.
+        train_features: (N, D) float.
+        train_labels: (N,) int in [0, n_classes).
+        test_features: (M, D) float.
+        test_labels: (M,) int.
         ks: numbers of neighbours; a k above N uses all N training features.
         temperature: T in the vote weight.
         n_classes: number of classes.
@@ -150,8 +152,12 @@ def majority_knn_faiss(train_features: Tensor, train_labels: Tensor, test_featur
     "k-nn" table, k = 20); a k above N uses all N training features.
 
     Args:
-        train_features: (N, D); train_labels: (N,) in [0, n_classes); test_features: (M, D);
-        test_labels: (M,); k: neighbours; n_classes: number of classes.
+        train_features: (N, D), used as they are.
+        train_labels: (N,) int in [0, n_classes).
+        test_features: (M, D).
+        test_labels: (M,) int.
+        k: number of neighbours.
+        n_classes: number of classes.
 
     Returns:
         ``{"top1_k<k>": accuracy}``.
@@ -269,7 +275,8 @@ def run_knn_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset: Da
     metrics, test_labels, predictions = evaluate(model)
     result: dict[str, Any] = {"metrics": metrics, "baselines": {}}
     tracker.log_params({"knn_ks": list(settings.ks), "knn_temperature": settings.temperature,
-                        "knn_image_size": extract["image_size"], "knn_random_baseline": settings.random_baseline})
+                        "knn_image_size": extract["image_size"],
+                        "knn_random_baseline": settings.random_baseline})
     tracker.log_metrics(metrics)
     if settings.random_baseline:
         baseline, _, _ = evaluate(_random_backbone(meta, settings.seed))

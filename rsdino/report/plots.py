@@ -23,7 +23,7 @@ def plot_ours_vs_published(csv_path: Path, out_png: Path) -> Path:
     frame = pd.read_csv(csv_path)
     for column, _, _ in SERIES:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    labels = [f"{v}\n{d}" for v, d in zip(frame["variant"], frame["dataset"])]
+    labels = [f"{v}\n{d}" for v, d in zip(frame["variant"], frame["dataset"], strict=True)]
     metric = str(frame["metric"].iloc[0]) if len(frame) else ""
     table = str(frame["table"].iloc[0]) if len(frame) else Path(csv_path).stem
     fig = Figure(figsize=(max(5.0, 1.1 * len(frame) + 2), 4.0), layout="constrained")
@@ -37,8 +37,8 @@ def plot_ours_vs_published(csv_path: Path, out_png: Path) -> Path:
     if len(frame) == 0 or not np.isfinite(frame[[c for c, _, _ in SERIES]].to_numpy(dtype=float)).any():
         ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes)
     else:
-        ax.legend(fontsize=8)
-    ax.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_xticks(x, labels, fontsize=7, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_ylim(0, 100)
     ax.set_title(table)

@@ -19,8 +19,7 @@ from typing import Any
 
 from rsdino import io as rio
 from rsdino.config import Params
-from rsdino.report.published import (SEED_TABLES, AmbiguousPublishedValue, PublishedValue,
-                                     lookup_entry)
+from rsdino.report.published import SEED_TABLES, AmbiguousPublishedValue, PublishedValue, lookup_entry
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
                "published", "published_source", "mlflow_run_id")
@@ -143,20 +142,24 @@ def _fmt(value: float | None) -> str:
 
 
 def _md_cell(cell: Cell, random_init: bool) -> str:
+    published = cell.published.value if cell.published else None
+    if cell.status == NOT_RUN and published is not None and not random_init:
+        return f"{NOT_RUN} / {_fmt(published)}"
     if cell.status != "ok":
         return cell.status
     if random_init:
         return _fmt(cell.random_init)
-    return f"{_fmt(cell.ours)} / {_fmt(cell.published.value if cell.published else None)}"
+    return f"{_fmt(cell.ours)} / {_fmt(published)}"
 
 
 def _markdown(params: Params, table_name: str, variants: list[str], rows: list[list[Cell]]) -> str:
     table = params.tables[table_name]
     datasets = [params.evaluations[e].dataset for e in table.evaluations]
-    headers = [d if datasets.count(d) == 1 else f"{d} ({e})" for d, e in zip(datasets, table.evaluations)]
+    headers = [d if datasets.count(d) == 1 else f"{d} ({e})"
+               for d, e in zip(datasets, table.evaluations, strict=True)]
     lines = [f"# {table.title}", "", "| variant | method | backbone | " + " | ".join(headers) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in headers) + " |"]
-    for variant, row in zip(variants, rows):
+    for variant, row in zip(variants, rows, strict=True):
         cfg = params.variants[variant]
         lines.append(f"| {variant} | {cfg.method} | {cfg.backbone} | "
                      + " | ".join(_md_cell(c, False) for c in row) + " |")

@@ -34,7 +34,7 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.state = ServerState()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self.state))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def url(self, name: str) -> str:
         """URL of the served file ``name``."""

@@ -26,8 +26,9 @@ def brute_weighted_knn(train, train_labels, test, test_labels, k, temperature, n
     train = train / np.linalg.norm(train, axis=1, keepdims=True)
     test = test / np.linalg.norm(test, axis=1, keepdims=True)
     top1 = top5 = 0
-    for x, y in zip(test, test_labels.tolist()):
-        sims = [(float(np.dot(x, t)), int(label)) for t, label in zip(train, train_labels.tolist())]
+    for x, y in zip(test, test_labels.tolist(), strict=True):
+        sims = [(float(np.dot(x, t)), int(label))
+                for t, label in zip(train, train_labels.tolist(), strict=True)]
         sims.sort(key=lambda pair: -pair[0])
         scores = [0.0] * n_classes
         for sim, label in sims[:k]:

@@ -15,10 +15,12 @@ rule evaluate:
         "logs/evaluate/{evaluation}/{variant}.log",
     conda:
         "../envs/rsdino.yaml"
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
     shell:
         f"{rsdino('evaluate')} --evaluation {{wildcards.evaluation}} --variant {{wildcards.variant}} "
         f"--model {{params.model}} --raw {{input.raw}} --data {{input.data}} --out {{output}} "
+        f"--threads {{threads}} "
         f"> {{log}} 2>&1"

@@ -24,4 +24,4 @@ rule pretrain:
         runtime=lambda wc: P.variants[wc.variant].resources.runtime_min,
     shell:
         f"{rsdino('pretrain')} --variant {{wildcards.variant}} --raw {{input.raw}} "
-        f"--data {{input.data}} --out {{params.out}} > {{log}} 2>&1"
+        f"--data {{input.data}} --out {{params.out}} --threads {{threads}} > {{log}} 2>&1"

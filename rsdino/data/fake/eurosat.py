@@ -28,9 +28,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
-from rasterio.transform import from_origin
 
 from rsdino.data.download import file_digest
 from rsdino.io import atomic_path
@@ -109,7 +109,8 @@ def band_line(size: int, rng: np.random.Generator, *, width: float, meander: flo
     u, v = _coords(size, rng)
     u, v = u - u.mean(), v - v.mean()
     offset = rng.uniform(-size / 4, size / 4)
-    centre = offset + meander * np.sin(2 * np.pi * u / (size * rng.uniform(0.7, 1.5)) + rng.uniform(0, 2 * np.pi))
+    wavelength = size * rng.uniform(0.7, 1.5)
+    centre = offset + meander * np.sin(2 * np.pi * u / wavelength + rng.uniform(0, 2 * np.pi))
     return _soft(width * rng.uniform(0.8, 1.25) / 2 - np.abs(v - centre), sharpness=2.0)
 
 
@@ -164,7 +165,7 @@ def _geotiff_bytes(image: np.ndarray, x0: float, y0: float) -> bytes:
     count, height, width = image.shape
     with MemoryFile() as memory:
         with memory.open(driver="GTiff", height=height, width=width, count=count, dtype="uint16",
-                         crs=CRS.from_epsg(32632), transform=from_origin(x0, y0, GSD, GSD)) as dst:
+                         crs=CRS.from_epsg(32632), transform=rasterio.Affine(GSD, 0, x0, 0, -GSD, y0)) as dst:
             dst.write(image)
         return bytes(memory.getbuffer())
 

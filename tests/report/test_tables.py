@@ -1,0 +1,162 @@
+"""Results tables from hand-written metrics files, with published numbers from the real seed CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from rsdino.config import parse_params
+from rsdino.report.plots import plot_ours_vs_published
+from rsdino.report.published import AmbiguousPublishedValue, lookup, lookup_entry
+from rsdino.report.tables import CSV_COLUMNS, MetricsFileError, build_tables, write_summary
+
+SEED_000 = "000_3c1603fd0c612d3c.txt"
+
+
+def dataset(published_name=None):
+    out = {"source": {"url": "file://data/demo/x.tar"}, "bands": ["R", "G", "B"]}
+    if published_name:
+        out["published_name"] = published_name
+    return out
+
+
+def settings(**overrides):
+    raw = {
+        "scale": "demo",
+        "scales": {"demo": {"variants": ["vits", "tiny"], "evaluations": ["knn_ucm", "knn_euro"],
+                            "tables": ["knn_table"]}},
+        "datasets": {"ucm": dataset("UC Merced"), "euro": dataset("EuroSAT"), "pre": dataset()},
+        "variants": {
+            "vits": {"method": "dinov2", "backbone": "vit_small_patch16", "pretrain_data": "pre",
+                     "published": {"model": "dinov2", "arch": "vit_small_patch16",
+                                   "pretrain_data": "Million-AID+SkyScript"}},
+            "tiny": {"method": "dino", "backbone": "vit_tiny_patch8", "pretrain_data": "pre"},
+        },
+        "evaluations": {"knn_ucm": {"protocol": "knn", "dataset": "ucm", "variants": ["vits", "tiny"]},
+                        "knn_euro": {"protocol": "knn", "dataset": "euro", "variants": ["vits"]}},
+        "tables": {"knn_table": {"title": "kNN test table", "evaluations": ["knn_ucm", "knn_euro"],
+                                 "published_table": "dinov2rs_knn", "caption": "A test caption."},
+                   "unused": {"title": "not selected", "evaluations": ["knn_ucm"]}},
+    }
+    raw.update(overrides)
+    return parse_params(raw)
+
+
+def write_metrics(folder, evaluation, variant, metrics, baselines=None, run_id="run123"):
+    data = {"evaluation": evaluation, "protocol": "knn", "variant": variant, "dataset": "x",
+            "metrics": metrics, "mlflow": {"run_id": run_id, "experiment": "rsdino"}}
+    if baselines is not None:
+        data["baselines"] = baselines
+    path = folder / evaluation / f"{variant}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def metrics_files(tmp_path):
+    folder = tmp_path / "metrics"
+    return [
+        write_metrics(folder, "knn_ucm", "vits", {"top1_k20": 81.234, "top5_k20": 97.0},
+                      {"random_init": {"top1_k20": 40.5}}, run_id="run-vits-ucm"),
+        write_metrics(folder, "knn_ucm", "tiny", {"top1_k20": 60.0}, run_id="run-tiny-ucm"),
+        folder / "knn_euro" / "vits.json",  # never written: not run
+    ]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_published_lookup_reads_the_seed_csv():
+    assert lookup("dinov2rs_knn", "dinov2", "vit_small_patch16", "Million-AID+SkyScript", "UC Merced",
+                  "top1") == (87.143, SEED_000)
+    assert lookup("dinov2rs_linear", "dino", "convvit_small", "Million-AID+SkyScript", "UC Merced",
+                  "top1") == (98.095, SEED_000)
+    assert lookup("dinov2rs_knn", "dinov2", "vit_tiny_patch8", "Million-AID+SkyScript", "UC Merced",
+                  "top1") is None
+    with pytest.raises(AmbiguousPublishedValue, match="protocol"):
+        lookup("dinomc_eurosat_frozen", "dino_mc", "resnet50", "SeCo-100K", "EuroSAT", "top1")
+    entry = lookup_entry("dinomc_eurosat_frozen", "dino_mc", "resnet50", "SeCo-100K", "EuroSAT", "top1",
+                         protocol="knn_weighted_k20")
+    assert (entry.value, entry.source) == (93.94, "001_49444cfd8d3d6406.txt")
+
+
+def test_build_tables_cells_markdown_and_csv(tmp_path, metrics_files):
+    written = build_tables(metrics_files, settings(), tmp_path / "tables")
+    assert [p.name for p in written] == ["knn_table.md", "knn_table.csv"]
+    md = (tmp_path / "tables" / "knn_table.md").read_text()
+    lines = md.splitlines()
+    assert lines[0] == "# kNN test table"
+    assert "| variant | method | backbone | ucm | euro |" in lines
+    assert "| vits | dinov2 | vit_small_patch16 | 81.23 / 87.14 | not run / 95.74 |" in lines
+    assert "| vits (random init) | dinov2 | vit_small_patch16 | 40.50 | not run |" in lines
+    assert "| tiny | dino | vit_tiny_patch8 | 60.00 / — | n/a |" in lines
+    assert not any(line.startswith("| tiny (random init)") for line in lines)
+    assert "A test caption." in md and SEED_000 in md and "knn_faiss_majority_k20_90_10" in md
+    assert "`run-vits-ucm`" in md and "`run-tiny-ucm`" in md
+
+    rows = read_csv(tmp_path / "tables" / "knn_table.csv")
+    assert tuple(rows[0]) == CSV_COLUMNS
+    by_key = {(r["variant"], r["dataset"]): r for r in rows}
+    assert set(by_key) == {("vits", "ucm"), ("vits", "euro"), ("tiny", "ucm")}
+    vits_ucm = by_key["vits", "ucm"]
+    assert float(vits_ucm["ours"]) == 81.234 and float(vits_ucm["random_init"]) == 40.5
+    assert float(vits_ucm["published"]) == 87.143 and vits_ucm["published_source"] == SEED_000
+    assert vits_ucm["mlflow_run_id"] == "run-vits-ucm" and vits_ucm["metric"] == "top1_k20"
+    not_run = by_key["vits", "euro"]
+    assert not_run["ours"] == "" and float(not_run["published"]) == 95.741
+    assert by_key["tiny", "ucm"]["published"] == ""
+
+    png = plot_ours_vs_published(tmp_path / "tables" / "knn_table.csv", tmp_path / "plots" / "knn.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_other_metric_and_no_published_table(tmp_path, metrics_files):
+    params = settings()
+    params.tables["knn_table"].metric = "top5_k20"
+    params.tables["knn_table"].published_table = None
+    build_tables(metrics_files, params, tmp_path)
+    md = (tmp_path / "knn_table.md").read_text()
+    assert "| vits | dinov2 | vit_small_patch16 | 97.00 / — | not run |" in md
+    assert "| tiny | dino | vit_tiny_patch8 | — / — | n/a |" in md  # the file has no top5_k20
+    assert SEED_000 not in md
+
+
+def test_ambiguous_published_values_use_the_evaluations_protocol(tmp_path):
+    params = settings()
+    params.variants["vits"].published.model = "dino_mc"
+    params.variants["vits"].published.pretrain_data = "SeCo-100K"
+    params.tables["knn_table"].published_table = "dinomc_eurosat_frozen"
+    build_tables([], params, tmp_path)  # default published_protocol: knn_weighted_k20
+    rows = {(r["variant"], r["dataset"]): r for r in read_csv(tmp_path / "knn_table.csv")}
+    assert float(rows["vits", "euro"]["published"]) == 93.41
+    assert rows["vits", "ucm"]["published"] == ""
+
+
+def test_malformed_metrics_files_are_named(tmp_path, metrics_files):
+    params = settings()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(MetricsFileError, match="broken.json"):
+        build_tables([*metrics_files, broken], params, tmp_path / "out")
+    bad_value = {"evaluation": "knn_ucm", "variant": "vits", "metrics": {"top1_k20": "high"}}
+    broken.write_text(json.dumps(bad_value))
+    with pytest.raises(MetricsFileError, match=r"broken.json: 'metrics'"):
+        build_tables([broken], params, tmp_path / "out")
+    broken.write_text(json.dumps({"variant": "vits", "metrics": {}}))
+    with pytest.raises(MetricsFileError, match=r"broken.json: .*'evaluation'"):
+        write_summary([broken], tmp_path / "summary.json")
+    duplicate = write_metrics(tmp_path / "copy", "knn_ucm", "vits", {"top1_k20": 1.0})
+    with pytest.raises(MetricsFileError, match="also in"):
+        build_tables([*metrics_files, duplicate], params, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_write_summary(tmp_path, metrics_files):
+    out = write_summary(metrics_files, tmp_path / "results" / "summary.json")
+    assert json.loads(out.read_text()) == {"knn_ucm/tiny/top1_k20": 60.0, "knn_ucm/vits/top1_k20": 81.234,
+                                           "knn_ucm/vits/top5_k20": 97.0}

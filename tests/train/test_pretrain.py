@@ -1,0 +1,174 @@
+"""DINO pretraining on a tiny synthetic 13-band dataset: outputs, resume, schedules, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from rsdino.config import CropSettings, DinoLossSettings, HeadSettings, OptimSettings, VariantConfig
+from rsdino.models.backbones import build_backbone, load_backbone
+from rsdino.tracking import NullTracker
+from rsdino.train import pretrain
+from rsdino.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rsdino.train.schedules import cosine_schedule, teacher_temp_schedule
+
+BANDS = [f"B{i:02d}" for i in range(1, 14)]
+METRICS = {"loss", "lr", "wd", "momentum", "teacher_temp", "student_std", "teacher_entropy"}
+
+
+class RandomScenes(Dataset):
+    """16 random 13-band 32 px images in reflectance x 10000, with labels."""
+
+    def __init__(self, n: int = 16) -> None:
+        generator = torch.Generator().manual_seed(123)
+        self.images = torch.rand(n, 13, 32, 32, generator=generator) * 3000 + 500
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": index % 2, "path": f"img{index}.tif"}
+
+
+def _variant(**optim) -> VariantConfig:
+    return VariantConfig(
+        method="dino", backbone="vit_tiny_patch8", pretrain_data="synthetic", drop_path=0.1, seed=7,
+        crops=CropSettings(global_size=32, local_size=16, n_global=2, n_local=2,
+                           global_scale=(0.5, 1.0), local_scale=(0.2, 0.5)),
+        head=HeadSettings(out_dim=64, hidden_dim=64, bottleneck_dim=32),
+        optim=OptimSettings(**{"epochs": 2, "batch_size": 8, "lr": 0.005, "warmup_epochs": 1,
+                               "freeze_last_layer_epochs": 1, "momentum_teacher": 0.9, **optim}),
+        loss=DinoLossSettings(warmup_teacher_temp_epochs=1))
+
+
+def _run(out_dir, variant: VariantConfig | None = None, tracker: NullTracker | None = None):
+    return pretrain.run_pretraining(
+        "tiny", variant or _variant(), RandomScenes(), bands=BANDS, rgb_bands=["B04", "B03", "B02"],
+        mean=[2000.0] * 13, std=[870.0] * 13, out_dir=out_dir, tracker=tracker or NullTracker(),
+        progress=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("uninterrupted")
+    tracker = NullTracker()
+    weights = _run(out_dir, tracker=tracker)
+    return out_dir, weights, tracker
+
+
+def test_two_epochs_write_the_model_folder(finished) -> None:
+    out_dir, weights, tracker = finished
+    assert weights == out_dir / "model.safetensors"
+    for name in ("model.safetensors", "model.json", "loss.png", "checkpoints/last.pt"):
+        assert (out_dir / name).is_file(), name
+    meta = json.loads((out_dir / "model.json").read_text())
+    assert meta["backbone"] == "vit_tiny_patch8" and meta["img_size"] == 32 and meta["in_chans"] == 13
+    assert meta["bands"] == BANDS and meta["mean"] == [2000.0] * 13 and meta["method"] == "dino"
+    assert meta["variant"] == "tiny"
+    assert tracker.artifacts == [out_dir / "loss.png"]
+    load_backbone(out_dir)
+
+
+def test_metrics_are_logged_every_step_and_finite(finished) -> None:
+    _, _, tracker = finished
+    assert [step for step, _ in tracker.metrics] == [0, 1, 2, 3]  # 16 images // 8 = 2 steps x 2 epochs
+    for _, metrics in tracker.metrics:
+        assert set(metrics) == METRICS
+        assert all(np.isfinite(v) for v in metrics.values())
+    assert tracker.metrics[0][1]["lr"] == 0.0  # linear warm-up starts at 0
+    assert tracker.metrics[2][1]["lr"] == pytest.approx(0.005 * 8 / 256)
+
+
+def test_teacher_moved_and_differs_from_the_student(finished) -> None:
+    out_dir, weights, _ = finished
+    torch.manual_seed(7)  # the student backbone is the first thing built after seeding
+    initial = build_backbone("vit_tiny_patch8", 13, 32, 0.1).state_dict()
+    teacher = load_file(str(weights))
+    student = load_checkpoint(out_dir / "checkpoints" / "last.pt")["student"]
+    assert any(not torch.equal(teacher[k], initial[k]) for k in teacher)
+    assert any(not torch.equal(teacher[k], student[f"backbone.{k}"]) for k in teacher)
+
+
+def test_resume_after_a_kill_gives_bitwise_the_same_teacher(finished, tmp_path, monkeypatch) -> None:
+    def killed(epoch: int) -> None:
+        if epoch == 0:
+            raise KeyboardInterrupt("simulated kill after the first checkpoint")
+
+    monkeypatch.setattr(pretrain, "_after_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "model.safetensors").exists()
+    monkeypatch.undo()
+    tracker = NullTracker()
+    resumed = load_file(str(_run(tmp_path, tracker=tracker)))
+    assert [step for step, _ in tracker.metrics] == [2, 3]
+    reference = load_file(str(finished[1]))
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+    again = NullTracker()  # a finished run's checkpoint: nothing more to train
+    exported_again = load_file(str(_run(tmp_path, tracker=again)))
+    assert all(torch.equal(exported_again[k], reference[k]) for k in reference)
+    assert again.metrics == []
+
+
+def test_last_layer_is_frozen_during_the_first_epochs(tmp_path) -> None:
+    variant = _variant(epochs=1, freeze_last_layer_epochs=1)
+    _run(tmp_path, variant)
+    torch.manual_seed(variant.seed)
+    initial = pretrain._build_branch(variant, 13, variant.drop_path).state_dict()
+    student = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["student"]
+    last = [k for k in student if k.startswith("head.last_layer.")]
+    assert last and all(torch.equal(student[k], initial[k]) for k in last)
+    assert not torch.equal(student["head.mlp.0.weight"], initial["head.mlp.0.weight"])
+
+
+def test_other_methods_are_not_implemented_yet(tmp_path) -> None:
+    variant = _variant().model_copy(update={"method": "dinov2"})
+    with pytest.raises(NotImplementedError, match="dinov2"):
+        _run(tmp_path, variant)
+
+
+def test_crops_must_fit_the_patch_size(tmp_path) -> None:
+    variant = _variant()
+    variant = variant.model_copy(update={"crops": variant.crops.model_copy(update={"local_size": 12})})
+    with pytest.raises(ValueError, match="patch size 8"):
+        _run(tmp_path, variant)
+
+
+def test_cosine_schedule_first_and_last_values() -> None:
+    values = cosine_schedule(1.0, 0.1, epochs=3, steps_per_epoch=4, warmup_epochs=1, start_warmup_value=0.0)
+    assert len(values) == 12
+    assert values[0] == 0.0 and values[2] == pytest.approx(0.5) and values[4] == pytest.approx(1.0)
+    assert values[-1] == pytest.approx(0.1)
+    assert np.all(np.diff(values[4:]) <= 0)
+    plain = cosine_schedule(0.996, 1.0, epochs=2, steps_per_epoch=5)
+    assert plain[0] == pytest.approx(0.996) and plain[-1] == pytest.approx(1.0)
+
+
+def test_teacher_temperature_warms_up_per_epoch() -> None:
+    values = teacher_temp_schedule(0.04, 0.07, warmup_epochs=3, epochs=5, steps_per_epoch=2)
+    assert values.tolist() == pytest.approx([0.04, 0.04, 0.055, 0.055, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07])
+    assert teacher_temp_schedule(0.04, 0.07, warmup_epochs=0, epochs=2)[0] == pytest.approx(0.07)
+
+
+def test_checkpoint_round_trip_restores_random_states(tmp_path) -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    save_checkpoint(tmp_path / "c.pt", {"rng": rng_state(), "x": torch.arange(3)})
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+    state = load_checkpoint(tmp_path / "c.pt")
+    set_rng_state(state["rng"])
+    assert torch.equal(torch.rand(2), expected[0]) and np.array_equal(np.random.rand(2), expected[1])
+    assert random.random() == expected[2] and torch.equal(state["x"], torch.arange(3))
+    (tmp_path / "c.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="c.pt"):
+        load_checkpoint(tmp_path / "c.pt")

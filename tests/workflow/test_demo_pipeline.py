@@ -1,0 +1,124 @@
+"""End to end: the demo DAG from a fresh copy of the project, offline, idempotent, traceable."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsdino.workflow_support import install_profiles
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _offline_prefix() -> list[str]:
+    """Run under a new network namespace (no network at all) where the machine allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+OFFLINE = _offline_prefix()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> dict:
+    """A fresh git + DVC checkout of the project's files, with its own profiles and no outputs."""
+    dest = tmp_path_factory.mktemp("project") / "rsdino"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=dest, check=True)
+    config_home = dest.parent / "xdg"
+    install_profiles(dest, home=config_home / "snakemake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CONFIG_HOME": str(config_home)})
+    return {"root": dest, "env": env}
+
+
+def run(project: dict, *command: str, offline: bool = True, timeout: int = 1200) -> str:
+    prefix = OFFLINE if offline else []
+    result = subprocess.run([*prefix, *command], cwd=project["root"], env=project["env"],
+                            capture_output=True, text=True, timeout=timeout)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo(project) -> dict:
+    out = run(project, "snakemake", "--profile", "local", "all")
+    return {**project, "first_run": out}
+
+
+def test_table_shows_pretrained_above_random_init(demo):
+    table = demo["root"] / "results" / "tables" / "demo_knn.csv"
+    rows = list(csv.DictReader(table.open()))
+    assert rows, table.read_text()
+    row = next(r for r in rows if r["variant"] == "demo_dino_vit")
+    ours, random_init = float(row["ours"]), float(row["random_init"])
+    print(f"demo kNN top-1: pretrained {ours:.2f}, random init {random_init:.2f}")
+    assert ours > random_init
+    markdown = (demo["root"] / "results" / "tables" / "demo_knn.md").read_text()
+    assert "demo_dino_vit" in markdown and "random init" in markdown.lower()
+    assert (demo["root"] / "models" / "demo_dino_vit" / "params.resolved.yaml").is_file()
+    assert (demo["root"] / "data" / "raw" / "demo_eurosat.dvc").is_file()
+
+
+def test_second_run_does_nothing_and_dvc_is_up_to_date(demo):
+    again = run(demo, "snakemake", "--profile", "local", "all")
+    assert "Nothing to be done" in again, again[-3000:]
+    repro = run(demo, "dvc", "repro")
+    assert "didn't change" in repro or "up to date" in repro, repro
+    assert "Running stage" not in repro
+    status = run(demo, "dvc", "status")
+    assert "up to date" in status.lower() or status.strip() == "", status
+
+
+def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo):
+    params = demo["root"] / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("    temperature: 0.07\n    random_baseline: true",
+                                       "    temperature: 0.1\n    random_baseline: true", 1))
+    try:
+        plan = run(demo, "snakemake", "--profile", "local", "-n", "all")
+        counts = dict(line.split()[:2] for line in plan.splitlines()
+                      if len(line.split()) == 2 and line.split()[1].isdigit())
+        counts.pop("total", None)
+        assert set(counts) == {"evaluate", "report", "dvc_record", "all"}, plan[-3000:]
+        assert counts["evaluate"] == "1"
+    finally:
+        params.write_text(original)
+
+
+def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{demo['root'] / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("rsdino")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    steps = {r.data.tags.get("rsdino.step") for r in runs}
+    assert {"download", "prepare", "pretrain", "knn", "report"} <= steps
+    pretrain = next(r for r in runs if r.data.tags.get("rsdino.step") == "pretrain")
+    assert pretrain.data.params["method"] == "dino"
+    assert pretrain.data.params["backbone"] == "vit_tiny_patch8"
+    assert pretrain.data.params["dataset"] == "demo_eurosat"
+    assert "loss" in pretrain.data.metrics and "lr" in pretrain.data.metrics
+    assert len(client.get_metric_history(pretrain.info.run_id, "loss")) > 10
+    parent_id = pretrain.data.tags["mlflow.parentRunId"]
+    knn = next(r for r in runs if r.data.tags.get("rsdino.step") == "knn")
+    assert knn.data.tags["mlflow.parentRunId"] == parent_id
+    assert client.get_run(parent_id).data.tags["rsdino.group"] == "demo_dino_vit"

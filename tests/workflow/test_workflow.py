@@ -1,0 +1,80 @@
+"""The DAG: lint-clean, the slurm profile plans every full-scale variant, profiles resolve by name."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsdino.config import load_params
+from rsdino.workflow_support import PROFILE_MARKER, install_profiles
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True,
+                          env=environment, timeout=300)
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant():
+    result = snakemake("--profile", str(ROOT / "profiles" / "slurm"), "-n", "all")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    full = load_params(ROOT / "params.yaml", "full")
+    for variant in full.selected_variants():
+        assert f"models/{variant}/model.safetensors" in out, variant
+    counts = dict(line.split()[:2] for line in out.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert int(counts["pretrain"]) == len(full.selected_variants()) == 20
+
+
+def test_local_dry_run_plans_the_demo_chain():
+    result = snakemake("--profile", str(ROOT / "profiles" / "local"), "-n", "all")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for rule in ("make_demo", "download", "prepare", "pretrain", "evaluate", "report"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+
+
+def test_wrong_settings_stop_the_workflow_with_the_key(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("ks: [10, 20]", "kss: [10, 20]", 1))
+    result = snakemake("-n", "--config", f"params={bad}")
+    assert result.returncode != 0
+    assert "evaluations.demo_knn.knn.kss: unknown key" in result.stdout + result.stderr
+
+
+def test_profiles_install_by_name_and_respect_foreign_profiles(tmp_path):
+    home = tmp_path / "snakemake"
+    lines = install_profiles(ROOT, home=home)
+    assert len(lines) == 2
+    assert (home / "local" / "config.yaml").resolve() == ROOT / "profiles" / "local" / "config.yaml"
+    assert (home / "slurm" / PROFILE_MARKER).exists()
+    install_profiles(ROOT, home=home)  # idempotent
+    foreign = tmp_path / "other"
+    (foreign / "local").mkdir(parents=True)
+    (foreign / "local" / "config.yaml").write_text("cores: 1\n")
+    with pytest.raises(FileExistsError, match="not rsdino's"):
+        install_profiles(ROOT, home=foreign)
+    assert (foreign / "local" / "config.yaml").read_text() == "cores: 1\n"
+
+
+def test_bare_profile_name_resolves_after_setup(tmp_path):
+    """`snakemake --profile local` works literally once the profiles are in the user config folder."""
+    config_home = tmp_path / "xdg"
+    install_profiles(ROOT, home=config_home / "snakemake")
+    result = snakemake("--profile", "local", "-n", "all", env={"XDG_CONFIG_HOME": str(config_home)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = snakemake("--profile", "local", "-n", "all",
+                        env={"XDG_CONFIG_HOME": str(tmp_path / "empty"), "HOME": str(tmp_path)})
+    assert missing.returncode != 0
