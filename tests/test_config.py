@@ -80,7 +80,8 @@ def test_http_source_needs_a_checksum():
 def test_resolved_settings_and_digest_follow_the_settings():
     params = load_params(PARAMS)
     resolved = params.resolved_for(variant="demo_dino_vit", evaluation="demo_knn")
-    assert resolved["variant"]["demo_dino_vit"]["optim"]["epochs"] == params.variants["demo_dino_vit"].optim.epochs
+    epochs = params.variants["demo_dino_vit"].optim.epochs
+    assert resolved["variant"]["demo_dino_vit"]["optim"]["epochs"] == epochs
     assert resolved["dataset"]["demo_eurosat"]["bands"][-1] == "B8A"
     # defaults are filled in
     assert resolved["variant"]["demo_dino_vit"]["loss"]["student_temp"] == 0.1

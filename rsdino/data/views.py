@@ -4,16 +4,17 @@ Input images are ``(C, H, W)`` float32 tensors in native units; ``Normalize`` st
 with the training-split statistics, then ``MultiCropViews`` draws the crops. All randomness comes
 from the global torch generator, so ``torch.manual_seed`` makes the views reproducible.
 
-Colour rule (no RGB-only torchvision ops on multispectral or SAR data): on the standardised tensor
-``z`` of a crop, with probability ``color_p``::
+Colour rule (no RGB-only torchvision ops on multispectral or SAR data), applied to a crop ``x`` in
+native units (reflectance, DN) with probability ``color_p``::
 
     mu_c   = spatial mean of band c of the crop
-    z'_c   = b * (mu_c + a * (z_c - mu_c)) + e_c
+    x'_c   = b * (1 + e_c) * (mu_c + a * (x_c - mu_c))
 
-``b ~ U(1 - brightness, 1 + brightness)`` (brightness: scales every band's departure from the
-dataset mean) and ``a ~ U(1 - contrast, 1 + contrast)`` (contrast around each band's own mean) are
-drawn once per crop and shared by all bands, so the shape of the spectral signature is kept;
-``e_c ~ N(0, band_jitter^2)`` is a small independent per-band offset (in standard deviations).
+``b ~ U(1 - brightness, 1 + brightness)`` models illumination (it scales every band's reflectance by
+the same factor, so the shape of the spectral signature is kept), ``a ~ U(1 - contrast, 1 +
+contrast)`` is a contrast change around each band's own mean, both drawn once per crop and shared by
+all bands; ``e_c ~ N(0, band_jitter^2)`` is a small independent per-band gain (calibration). Apply it
+before standardising (``Normalize``), as the pretraining loop does.
 ``rgb_bands`` are kept (``rgb_index``) for the RGB-only operations a later issue adds.
 """
 
@@ -121,7 +122,7 @@ class MultiCropViews:
         mu = view.mean(dim=(-2, -1), keepdim=True)
         out = (mu + a * (view - mu)) * b
         if self.band_jitter > 0:
-            out = out + self.band_jitter * torch.randn(view.shape[0], 1, 1, dtype=view.dtype)
+            out = out * (1 + self.band_jitter * torch.randn(view.shape[0], 1, 1, dtype=view.dtype))
         return out
 
 

@@ -70,7 +70,11 @@ class DinoBranch(nn.Module):
 
 
 class _ViewsDataset(Dataset):
-    """Items of ``dataset`` turned into lists of standardised multi-crop views (labels dropped)."""
+    """Items of ``dataset`` turned into lists of standardised multi-crop views (labels dropped).
+
+    The views are drawn in native units (reflectance, dB), where the photometric rule has its
+    physical meaning (illumination scales reflectance), and each view is standardised afterwards.
+    """
 
     def __init__(self, dataset: Dataset, normalize: Normalize, views: MultiCropViews) -> None:
         self.dataset, self.normalize, self.views = dataset, normalize, views
@@ -79,7 +83,7 @@ class _ViewsDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        return self.views(self.normalize(self.dataset[index]["image"]))
+        return [self.normalize(view) for view in self.views(self.dataset[index]["image"])]
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -259,7 +263,10 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
                 log.info("%s: resuming %s after epoch %d", ckpt_path, variant_name, start_epoch)
 
         views = MultiCropViews(crops.global_size, crops.local_size, crops.n_global, crops.n_local,
-                               crops.global_scale, crops.local_scale, bands, rgb_bands)
+                               crops.global_scale, crops.local_scale, bands, rgb_bands,
+                               color_p=crops.color_p, brightness=crops.brightness,
+                               contrast=crops.contrast, band_jitter=crops.band_jitter,
+                               blur_p=crops.blur_p, blur_sigma=crops.blur_sigma)
         generator = torch.Generator()
         loader = DataLoader(_ViewsDataset(dataset, Normalize(mean, std), views),
                             batch_size=optim.batch_size, shuffle=True, drop_last=True,

@@ -27,7 +27,7 @@ def test_lint_is_clean():
 
 
 def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant():
-    result = snakemake("--profile", str(ROOT / "profiles" / "slurm"), "-n", "all")
+    result = snakemake("--profile", str(ROOT / "profiles" / "slurm"), "-n", "--forceall", "all")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     full = load_params(ROOT / "params.yaml", "full")
@@ -39,7 +39,7 @@ def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant():
 
 
 def test_local_dry_run_plans_the_demo_chain():
-    result = snakemake("--profile", str(ROOT / "profiles" / "local"), "-n", "all")
+    result = snakemake("--profile", str(ROOT / "profiles" / "local"), "-n", "--forceall", "all")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     for rule in ("make_demo", "download", "prepare", "pretrain", "evaluate", "report"):

@@ -17,6 +17,7 @@ Difficulty knobs (keywords of ``make_fake_eurosat_ms``):
 - ``signature_overlap``: 0 keeps each material's spectrum, 1 makes every material the mean spectrum
   (then only texture separates classes).
 - ``jitter``: spread of the per-image gain (log-normal), per-band gain and per-material spectrum.
+- ``illumination``: an extra per-image brightness factor shared by all bands (uniform in log).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def render_image(
     noise: float = 0.04,
     signature_overlap: float = 0.3,
     jitter: float = 0.1,
+    illumination: float = 0.0,
 ) -> np.ndarray:
     """Return one fake ``(13, size, size)`` uint16 image of ``class_name`` (see the module docstring)."""
     spectra = {name: np.asarray(values, dtype=np.float64) for name, values in MATERIALS.items()}
@@ -155,6 +157,8 @@ def render_image(
         mask = mask_fn(size, rng)[None]
         image = image * (1 - mask) + spectrum(material)[:, None, None] * mask
     gain = np.exp(rng.normal(0, jitter)) * np.exp(rng.normal(0, jitter / 3, len(BANDS)))
+    if illumination > 0:  # one more brightness factor for all bands (sun angle, haze)
+        gain = gain * np.exp(rng.uniform(-illumination, illumination))
     image = image * gain[:, None, None] + rng.normal(0, 100 * jitter)
     image = image * (1 + noise * rng.standard_normal(image.shape))
     return np.clip(np.rint(image), 0, 10000).astype(np.uint16)
@@ -190,6 +194,7 @@ def make_fake_eurosat_ms(
     noise: float = 0.04,
     signature_overlap: float = 0.3,
     jitter: float = 0.1,
+    illumination: float = 0.0,
 ) -> str:
     """Write a fake EuroSAT-MS tar to ``out_archive`` (atomically) and return its sha256.
 
@@ -203,6 +208,9 @@ def make_fake_eurosat_ms(
         noise: per-pixel noise as a fraction of the value.
         signature_overlap: how far every material spectrum is pulled towards the mean one (0 to 1).
         jitter: spread of per-image gain and per-material spectra.
+        illumination: half-width of a uniform log-brightness factor per image, the same for all
+            bands (0: none; 0.5: brightness from x0.61 to x1.65), which changes what a randomly
+            initialised network sees but not the class.
     """
     members: dict[str, bytes | None] = {}
     parts = ROOT.split("/")
@@ -213,7 +221,8 @@ def make_fake_eurosat_ms(
         for n in range(1, n_per_class + 1):
             rng = np.random.default_rng([seed, class_index, n])
             image = render_image(class_name, size, rng, noise=noise,
-                                 signature_overlap=signature_overlap, jitter=jitter)
+                                 signature_overlap=signature_overlap, jitter=jitter,
+                                 illumination=illumination)
             x0 = 300_000 + GSD * size * ((class_index * n_per_class + n) % 500)
             members[f"{ROOT}/{class_name}/{class_name}_{n}.tif"] = _geotiff_bytes(image, x0, 5_000_000.0)
     with atomic_path(out_archive) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
