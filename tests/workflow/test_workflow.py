@@ -14,6 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a Snakemake plan: rule -> number of jobs (without the total)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    counts = {}
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+
+
 def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True,
@@ -33,9 +47,7 @@ def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant():
     full = load_params(ROOT / "params.yaml", "full")
     for variant in full.selected_variants():
         assert f"models/{variant}/model.safetensors" in out, variant
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert int(counts["pretrain"]) == len(full.selected_variants()) == 20
+    assert job_counts(out)["pretrain"] == len(full.selected_variants()) == 20
 
 
 def test_local_dry_run_plans_the_demo_chain():
