@@ -58,8 +58,9 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
         "git_commit": git_commit(),
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    write_resolved(params.resolved_for(variant=variant_name, evaluation=name),
-                   out.with_name(out.stem + ".params.yaml"))
+    resolved = write_resolved(params.resolved_for(variant=variant_name, evaluation=name),
+                              out.with_name(out.stem + ".params.yaml"))
     write_json(out, record)
     tracker.log_artifact(out)
+    tracker.log_artifact(resolved)
     return record

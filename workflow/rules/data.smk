@@ -22,7 +22,7 @@ rule make_demo:
 
 rule download:
     input:
-        local_source,
+        archive=local_source,
     output:
         directory(f"{DATA}/raw/{{dataset}}"),
     params:
@@ -42,7 +42,7 @@ rule download:
 
 rule track:
     input:
-        f"{DATA}/raw/{{dataset}}",
+        raw=f"{DATA}/raw/{{dataset}}",
     output:
         f"{DATA}/raw/{{dataset}}.dvc",
     log:
@@ -54,7 +54,7 @@ rule track:
         mem_mb=2000,
         runtime=240,
     shell:
-        f"{rsdino('track')} --path {{input}} > {{log}} 2>&1"
+        f"{rsdino('track')} --path {{input.raw}} > {{log}} 2>&1"
 
 
 rule prepare:

@@ -24,8 +24,8 @@ rule report:
 
 rule dvc_record:
     input:
-        TABLE_FILES,
-        SUMMARY,
+        tables=TABLE_FILES,
+        summary=SUMMARY,
     output:
         touch(f"{RESULTS}/.dvc-recorded"),
     log:
