@@ -247,7 +247,26 @@ class KnnEvaluation(StrictModel):
         return value
 
 
-EvaluationConfig = Annotated[KnnEvaluation, Field(discriminator="protocol")]
+class LinearEvaluation(StrictModel):
+    """Logistic-regression linear probe on frozen, standardised CLS features (DINOv2-RS table).
+
+    ``c`` is the inverse L2 regularisation strength (scikit-learn's ``C``). With
+    ``random_baseline`` the same probe runs on a randomly initialised backbone too.
+    """
+
+    protocol: Literal["linear_logistic"]
+    dataset: str
+    variants: list[str]
+    c: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    image_size: int | None = None
+    random_baseline: bool = True
+    seed: int = 0
+    published_protocol: str = "linear_logistic_90_10"
+
+
+EvaluationConfig = Annotated[KnnEvaluation | LinearEvaluation, Field(discriminator="protocol")]
 
 
 # ------------------------------------------------------------------------------------------ tables

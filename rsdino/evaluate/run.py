@@ -26,8 +26,19 @@ def _knn(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, trac
     return run_knn_evaluation(model_dir, train, test, settings, tracker, device=device, progress=progress)
 
 
+def _linear_logistic(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path,
+                     tracker: Tracker, device: str, progress: bool) -> dict[str, Any]:
+    from rsdino.data.scene import SceneDataset
+    from rsdino.evaluate.probe import run_linear_evaluation
+
+    train = SceneDataset(raw_dir, prepared_dir, "train")
+    test = SceneDataset(raw_dir, prepared_dir, "test")
+    return run_linear_evaluation(model_dir, train, test, settings, tracker, device=device,
+                                 progress=progress)
+
+
 #: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress)
-PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {"knn": _knn}
+PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {"knn": _knn, "linear_logistic": _linear_logistic}
 
 
 def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *, model_dir: Path,

@@ -88,6 +88,10 @@ def test_table_shows_pretrained_above_random_init(demo):
     assert ours > random_init
     markdown = (demo["root"] / "results" / "tables" / "demo_knn.md").read_text()
     assert "demo_dino_vit" in markdown and "random init" in markdown.lower()
+    linear = next(csv.DictReader((demo["root"] / "results" / "tables" / "demo_linear.csv").open()))
+    print(f"demo linear probe top-1: pretrained {float(linear['ours']):.2f}, "
+          f"random init {float(linear['random_init']):.2f}")
+    assert 0 < float(linear["ours"]) <= 100 and 0 < float(linear["random_init"]) <= 100
     assert (demo["root"] / "models" / "demo_dino_vit" / "params.resolved.yaml").is_file()
     assert (demo["root"] / "data" / "raw" / "demo_eurosat.dvc").is_file()
 
@@ -122,7 +126,7 @@ def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
     experiment = client.get_experiment_by_name("rsdino")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     steps = {r.data.tags.get("rsdino.step") for r in runs}
-    assert {"download", "prepare", "pretrain", "knn", "report"} <= steps
+    assert {"download", "prepare", "pretrain", "knn", "linear_logistic", "report"} <= steps
     pretrain = next(r for r in runs if r.data.tags.get("rsdino.step") == "pretrain")
     assert pretrain.data.params["method"] == "dino"
     assert pretrain.data.params["backbone"] == "vit_tiny_patch8"
