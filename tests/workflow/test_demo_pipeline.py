@@ -28,20 +28,6 @@ def _offline_prefix() -> list[str]:
 OFFLINE = _offline_prefix()
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """The "Job stats" table of a Snakemake plan: rule -> number of jobs (without the total)."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
-    counts = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    counts.pop("total", None)
-    return counts
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> dict:
     """A fresh git + DVC checkout of the project's files, with its own profiles and no outputs."""
@@ -106,7 +92,7 @@ def test_second_run_does_nothing_and_dvc_is_up_to_date(demo):
     assert "up to date" in status.lower() or status.strip() == "", status
 
 
-def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo):
+def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo, job_counts):
     params = demo["root"] / "params.yaml"
     original = params.read_text()
     params.write_text(original.replace("    temperature: 0.07\n    random_baseline: true",

@@ -14,20 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """The "Job stats" table of a Snakemake plan: rule -> number of jobs (without the total)."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
-    counts = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    counts.pop("total", None)
-    return counts
-
-
 def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True,
@@ -40,7 +26,7 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
 
 
-def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant():
+def test_slurm_dry_run_lists_one_pretraining_job_per_full_variant(job_counts):
     result = snakemake("--profile", str(ROOT / "profiles" / "slurm"), "-n", "--forceall", "all")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
