@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ParamsError) as error:
         print(f"rsdino {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except FileNotFoundError as error:
+    except (FileNotFoundError, FileExistsError) as error:
         print(f"rsdino {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -27,7 +27,8 @@ def install_profiles(project: Path, *, force: bool = False, home: Path | None = 
 
     Snakemake resolves ``--profile local`` in the working directory and in its user and site
     configuration folders only, so the names must exist in one of those. A folder that is not one
-    of ours (no ``.rsdino-profile`` marker) is left alone unless ``force``.
+    of ours (no ``.rsdino-profile`` marker) is left alone unless ``force``; a dangling link (its
+    checkout was deleted) is replaced.
     """
     home = home or snakemake_profile_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,8 @@ def install_profiles(project: Path, *, force: bool = False, home: Path | None = 
             raise FileNotFoundError(f"{source / 'config.yaml'}: profile not found in the project")
         link = home / name
         if link.is_symlink() or link.exists():
-            ours = (link / PROFILE_MARKER).exists()
+            dangling = link.is_symlink() and not link.exists()  # e.g. a deleted clone: nothing to lose
+            ours = dangling or (link / PROFILE_MARKER).exists()
             if not ours and not force:
                 raise FileExistsError(f"{link}: a Snakemake profile named {name!r} exists and is not "
                                       "rsdino's; move it away or run `rsdino setup --force`")

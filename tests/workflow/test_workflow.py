@@ -65,6 +65,11 @@ def test_profiles_install_by_name_and_respect_foreign_profiles(tmp_path):
     with pytest.raises(FileExistsError, match="not rsdino's"):
         install_profiles(ROOT, home=foreign)
     assert (foreign / "local" / "config.yaml").read_text() == "cores: 1\n"
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "local").symlink_to(tmp_path / "deleted-clone" / "profiles" / "local")
+    install_profiles(ROOT, home=stale)  # a link into a deleted checkout is replaced
+    assert (stale / "local" / "config.yaml").is_file()
 
 
 def test_bare_profile_name_resolves_after_setup(tmp_path):
