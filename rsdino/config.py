@@ -221,22 +221,29 @@ class VariantConfig(StrictModel):
 # -------------------------------------------------------------------------------------- evaluation
 
 
-class KnnEvaluation(StrictModel):
-    """Weighted kNN on L2-normalised frozen CLS features (DINO protocol).
+class FrozenFeatureEvaluation(StrictModel):
+    """What every evaluation on frozen backbone features shares.
 
-    With ``random_baseline`` the same evaluation runs on a randomly initialised backbone of the same
-    architecture (seeded by ``seed``) and is recorded beside the pretrained number.
+    Features are extracted ``batch_size`` images at a time, resized to ``image_size`` (default:
+    the model's own size). With ``random_baseline`` the same evaluation runs on a randomly
+    initialised backbone of the same architecture (seeded by ``seed``) and is recorded beside the
+    pretrained number.
     """
 
-    protocol: Literal["knn"]
     dataset: str
     variants: list[str]
-    ks: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
-    temperature: float = Field(0.07, gt=0)
     batch_size: int = Field(64, ge=1)
     image_size: int | None = None
     random_baseline: bool = True
     seed: int = 0
+
+
+class KnnEvaluation(FrozenFeatureEvaluation):
+    """Weighted kNN on L2-normalised frozen CLS features (DINO protocol)."""
+
+    protocol: Literal["knn"]
+    ks: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
+    temperature: float = Field(0.07, gt=0)
     published_protocol: str = "knn_weighted_k20"
 
     @field_validator("ks")
@@ -247,22 +254,15 @@ class KnnEvaluation(StrictModel):
         return value
 
 
-class LinearEvaluation(StrictModel):
+class LinearEvaluation(FrozenFeatureEvaluation):
     """Logistic-regression linear probe on frozen, standardised CLS features (DINOv2-RS table).
 
-    ``c`` is the inverse L2 regularisation strength (scikit-learn's ``C``). With
-    ``random_baseline`` the same probe runs on a randomly initialised backbone too.
+    ``c`` is the inverse L2 regularisation strength (scikit-learn's ``C``).
     """
 
     protocol: Literal["linear_logistic"]
-    dataset: str
-    variants: list[str]
     c: float = Field(1.0, gt=0)
     max_iter: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    image_size: int | None = None
-    random_baseline: bool = True
-    seed: int = 0
     published_protocol: str = "linear_logistic_90_10"
 
 
