@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from rsdino.config import OptimSettings, VariantConfig
-from rsdino.data.views import MultiCropViews, Normalize
+from rsdino.views import MultiCropViews, Normalize
 from rsdino.io import atomic_path
 from rsdino.losses import DINOLoss
 from rsdino.models.backbones import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsdino.data.views import MultiCropViews, Normalize
+from rsdino.views import MultiCropViews, Normalize
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
 S1_BANDS = ["VV", "VH"]

@@ -1,0 +1,41 @@
+"""The settings of ``params.yaml``: one module per section, validated on load.
+
+``load_params(path, scale)`` (``rsdino.config.params``) returns a validated ``Params``; any problem
+raises ``ParamsError`` with one line per problem naming the file and the key path. The section
+models live in ``datasets``, ``variants``, ``evaluations`` and ``tables``; the names most callers
+need are re-exported here.
+"""
+
+from rsdino.config.base import ParamsError, StrictModel
+from rsdino.config.datasets import DatasetConfig, SourceSettings, SplitSettings
+from rsdino.config.evaluations import (
+    EvaluationConfig,
+    FrozenFeatureEvaluation,
+    KnnEvaluation,
+    LinearEvaluation,
+)
+from rsdino.config.params import (
+    Params,
+    ScaleConfig,
+    dump_resolved,
+    load_params,
+    parse_params,
+    settings_digest,
+)
+from rsdino.config.tables import TableConfig
+from rsdino.config.variants import (
+    CropSettings,
+    DinoLossSettings,
+    HeadSettings,
+    OptimSettings,
+    PublishedKey,
+    ResourceSettings,
+    VariantConfig,
+)
+
+__all__ = [
+    "CropSettings", "DatasetConfig", "DinoLossSettings", "EvaluationConfig", "FrozenFeatureEvaluation",
+    "HeadSettings", "KnnEvaluation", "LinearEvaluation", "OptimSettings", "Params", "ParamsError",
+    "PublishedKey", "ResourceSettings", "ScaleConfig", "SourceSettings", "SplitSettings", "StrictModel",
+    "TableConfig", "VariantConfig", "dump_resolved", "load_params", "parse_params", "settings_digest",
+]

@@ -1,0 +1,78 @@
+"""Settings of one dataset (``datasets.<name>`` in params.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from rsdino.config.base import StrictModel
+
+
+class SourceSettings(StrictModel):
+    """Where a dataset comes from.
+
+    ``url`` is ``http(s)://``, or ``file://<path>`` with a path relative to the project root (or
+    absolute with ``file:///``). ``generator`` names a fake-data generator (``rsdino make-demo``)
+    that writes the archive the ``file://`` url points to. ``manual`` is the instruction printed
+    for datasets that cannot be downloaded automatically.
+    """
+
+    url: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    generator: str | None = None
+    generator_kwargs: dict[str, Any] = Field(default_factory=dict)
+    manual: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSettings:
+        if self.manual is None and self.url is None:
+            raise ValueError("a source needs a url, or a 'manual' instruction")
+        if self.url and self.url.startswith(("http://", "https://")) and not (self.sha256 or self.md5):
+            raise ValueError("an http(s) source needs a sha256 or md5 checksum")
+        if self.generator and not (self.url or "").startswith("file://"):
+            raise ValueError("a generated source must have a file:// url (where the generator writes)")
+        return self
+
+    @property
+    def archive_name(self) -> str:
+        """File name of the downloaded archive."""
+        if self.filename:
+            return self.filename
+        if not self.url:
+            raise ValueError("manual source has no archive")
+        return self.url.rstrip("/").split("/")[-1].split("?")[0]
+
+
+class SplitSettings(StrictModel):
+    """Seeded stratified split of a scene-classification dataset."""
+
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+
+
+class DatasetConfig(StrictModel):
+    """One dataset: source, layout, bands, split."""
+
+    task: Literal["scene_classification", "unlabelled_images", "temporal_series", "s1s2_pairs",
+                  "multilabel", "change_detection", "segmentation"] = "scene_classification"
+    description: str = ""
+    source: SourceSettings
+    class_root: str = "."
+    extensions: list[str] = Field(default_factory=lambda: [".tif"])
+    bands: list[str]
+    rgb_bands: list[str] = Field(default_factory=list)
+    gsd: float = Field(10.0, gt=0)
+    native_size: int = Field(64, gt=0)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    published_name: str | None = None
+    citation: str = ""
+
+    @model_validator(mode="after")
+    def _rgb_in_bands(self) -> DatasetConfig:
+        unknown = [b for b in self.rgb_bands if b not in self.bands]
+        if unknown:
+            raise ValueError(f"rgb_bands {unknown} are not in bands {self.bands}")
+        return self

@@ -1,0 +1,206 @@
+"""Load and validate ``params.yaml``, the one source of settings, and write resolved settings.
+
+``load_params(path, scale)`` returns a validated ``Params``. Any problem (YAML syntax, unknown key,
+wrong type, a reference to an undefined dataset, variant, evaluation or table) raises
+``ParamsError`` whose message has one line per problem, each naming the file and the key path, e.g.::
+
+    params.yaml: variants.demo_dino.optim.lrr: unknown key (extra inputs are not permitted)
+
+Only the command-line layer and the Snakefile call ``load_params``; the library receives the
+validated objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from rsdino.config.base import ParamsError, StrictModel
+from rsdino.config.datasets import DatasetConfig
+from rsdino.config.evaluations import EvaluationConfig
+from rsdino.config.tables import TableConfig
+from rsdino.config.variants import VariantConfig
+
+
+class ScaleConfig(StrictModel):
+    """What one scale (demo or full) runs: the variants, evaluations and tables it selects."""
+
+    description: str = ""
+    variants: list[str]
+    evaluations: list[str]
+    tables: list[str]
+    extra_datasets: list[str] = Field(default_factory=list)
+
+
+class PathSettings(StrictModel):
+    """Where outputs go, relative to the project root."""
+
+    data: str = "data"
+    models: str = "models"
+    results: str = "results"
+
+
+class MlflowSettings(StrictModel):
+    """MLflow experiment; the tracking URI defaults to a sqlite file in the project."""
+
+    experiment: str = "rsdino"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+
+
+class DvcSettings(StrictModel):
+    """DVC tracking of downloaded raw data."""
+
+    track_raw: bool = True
+    remote: str | None = "local"
+    push: bool = True
+
+
+class Params(StrictModel):
+    """The whole ``params.yaml``."""
+
+    scale: str = "demo"
+    scales: dict[str, ScaleConfig]
+    paths: PathSettings = Field(default_factory=PathSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    dvc: DvcSettings = Field(default_factory=DvcSettings)
+    datasets: dict[str, DatasetConfig]
+    variants: dict[str, VariantConfig]
+    evaluations: dict[str, EvaluationConfig]
+    tables: dict[str, TableConfig]
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Params:
+        problems: list[str] = []
+
+        def need(path: str, name: str, defined: dict[str, Any], kind: str) -> None:
+            if name not in defined:
+                problems.append(f"{path}: unknown {kind} {name!r} (defined: {', '.join(defined) or 'none'})")
+
+        if self.scale not in self.scales:
+            need("scale", self.scale, self.scales, "scale")
+        for name, variant in self.variants.items():
+            need(f"variants.{name}.pretrain_data", variant.pretrain_data, self.datasets, "dataset")
+        for name, evaluation in self.evaluations.items():
+            need(f"evaluations.{name}.dataset", evaluation.dataset, self.datasets, "dataset")
+            for i, variant in enumerate(evaluation.variants):
+                need(f"evaluations.{name}.variants.{i}", variant, self.variants, "variant")
+        for name, table in self.tables.items():
+            for i, evaluation in enumerate(table.evaluations):
+                need(f"tables.{name}.evaluations.{i}", evaluation, self.evaluations, "evaluation")
+        for name, scale in self.scales.items():
+            for field, defined, kind in (("variants", self.variants, "variant"),
+                                         ("evaluations", self.evaluations, "evaluation"),
+                                         ("tables", self.tables, "table"),
+                                         ("extra_datasets", self.datasets, "dataset")):
+                for i, item in enumerate(getattr(scale, field)):
+                    need(f"scales.{name}.{field}.{i}", item, defined, kind)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # ----------------------------------------------------------------------- what a scale selects
+
+    @property
+    def selected(self) -> ScaleConfig:
+        """The scale chosen by ``scale``."""
+        return self.scales[self.scale]
+
+    def selected_variants(self) -> list[str]:
+        """Variants of the chosen scale, plus every variant its evaluations need."""
+        names = list(self.selected.variants)
+        for evaluation in self.selected.evaluations:
+            names += [v for v in self.evaluations[evaluation].variants if v not in names]
+        return names
+
+    def selected_evaluations(self) -> list[str]:
+        """Evaluations of the chosen scale, plus those its tables need."""
+        names = list(self.selected.evaluations)
+        for table in self.selected.tables:
+            names += [e for e in self.tables[table].evaluations if e not in names]
+        return names
+
+    def selected_datasets(self) -> list[str]:
+        """Datasets the chosen scale needs (pretraining and evaluation data)."""
+        names: list[str] = []
+        for variant in self.selected_variants():
+            names.append(self.variants[variant].pretrain_data)
+        for evaluation in self.selected_evaluations():
+            names.append(self.evaluations[evaluation].dataset)
+        names += self.selected.extra_datasets
+        return list(dict.fromkeys(names))
+
+    # ------------------------------------------------------------------- resolved settings subsets
+
+    def resolved_for(self, *, dataset: str | None = None, variant: str | None = None,
+                     evaluation: str | None = None, table: str | None = None) -> dict[str, Any]:
+        """The settings one output depends on, fully resolved (defaults filled in)."""
+        out: dict[str, Any] = {"scale": self.scale}
+        if variant is not None:
+            cfg = self.variants[variant]
+            out["variant"] = {variant: cfg.model_dump(mode="json")}
+            dataset = dataset or cfg.pretrain_data
+        if evaluation is not None:
+            cfg_e = self.evaluations[evaluation]
+            out["evaluation"] = {evaluation: cfg_e.model_dump(mode="json")}
+            dataset = dataset or cfg_e.dataset
+        if table is not None:
+            out["table"] = {table: self.tables[table].model_dump(mode="json")}
+        if dataset is not None:
+            out["dataset"] = {dataset: self.datasets[dataset].model_dump(mode="json")}
+        return out
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short stable digest of a settings dict (Snakemake uses it to re-run what changed)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (not allowed here; check its spelling)"
+        for part in message.split("\n"):
+            lines.append(f"{path}: {loc}: {part}" if loc else f"{path}: {part}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], *, source: Path = Path("params.yaml"),
+                 scale: str | None = None) -> Params:
+    """Validate an already-loaded settings mapping (``scale`` overrides the file's choice)."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: the top level must be a mapping of settings")
+    if scale is not None:
+        raw = {**raw, "scale": scale}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_format_errors(source, error)) from None
+
+
+def load_params(path: str | Path = "params.yaml", scale: str | None = None) -> Params:
+    """Read and validate the settings file; ``scale`` (e.g. ``full``) overrides its ``scale`` key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: settings file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw, source=path, scale=scale)
+
+
+def dump_resolved(settings: dict[str, Any]) -> str:
+    """YAML text of resolved settings, written beside the outputs they produced."""
+    return yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
