@@ -24,7 +24,6 @@ from rsdino.config.params import (
 )
 from rsdino.config.tables import TableConfig
 from rsdino.config.variants import (
-    CropSettings,
     DinoLossSettings,
     HeadSettings,
     OptimSettings,
@@ -32,6 +31,7 @@ from rsdino.config.variants import (
     ResourceSettings,
     VariantConfig,
 )
+from rsdino.config.views import CropSettings
 
 __all__ = [
     "CropSettings", "DatasetConfig", "DinoLossSettings", "EvaluationConfig", "FrozenFeatureEvaluation",
