@@ -73,7 +73,7 @@ def cmd_download(args: argparse.Namespace) -> None:
     """Download (or copy) a dataset archive, verify its checksum and extract it safely."""
     from rsdino.config import load_params
     from rsdino.data.download import download
-    from rsdino.data.extract import extract_archive
+    from rsdino.data.extract import extract_archives
     from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
@@ -85,7 +85,10 @@ def cmd_download(args: argparse.Namespace) -> None:
                params={"dataset": args.dataset, "url": source.url}) as tracker:
         archive = download(source.url, args.downloads, sha256=source.sha256, md5=source.md5,
                            filename=source.filename, base_dir=Path.cwd(), progress=not args.no_progress)
-        extract_archive(archive, args.out)
+        extras = [download(extra.url, args.downloads, sha256=extra.sha256, md5=extra.md5,
+                           filename=extra.filename, base_dir=Path.cwd(), progress=not args.no_progress)
+                  for extra in source.extra]
+        extract_archives([archive, *extras], args.out)
         resolved = write_resolved(params.resolved_for(dataset=args.dataset),
                                   args.out.with_name(args.out.name + ".params.yaml"))
         tracker.log_artifact(resolved)
@@ -104,9 +107,9 @@ def cmd_track(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    """Split a downloaded dataset (seeded, stratified) and compute per-band statistics."""
+    """Split a downloaded dataset (seeded, per its task: ``rsdino.data.registry``); compute band stats."""
     from rsdino.config import load_params
-    from rsdino.data.prepare import prepare_scene_dataset
+    from rsdino.data.registry import prepare_dataset
     from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
@@ -115,11 +118,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     with _step(params, group=f"data:{args.dataset}", step="prepare", run_name=f"prepare {args.dataset}",
                params={"dataset": args.dataset, "test_fraction": dataset.split.test_fraction,
                        "seed": dataset.split.seed}) as tracker:
-        summary = prepare_scene_dataset(
-            args.raw, args.out, name=args.dataset, class_root=dataset.class_root,
-            extensions=tuple(dataset.extensions), bands=dataset.bands, rgb_bands=dataset.rgb_bands,
-            gsd=dataset.gsd, native_size=dataset.native_size, test_fraction=dataset.split.test_fraction,
-            seed=dataset.split.seed, progress=not args.no_progress)
+        try:
+            summary = prepare_dataset(dataset, args.dataset, args.raw, args.out,
+                                      progress=not args.no_progress)
+        except NotImplementedError as err:
+            raise UserError(f"{args.params}: datasets.{args.dataset}: {err}") from err
         tracker.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, int | float)})
         tracker.log_artifact(write_resolved(params.resolved_for(dataset=args.dataset),
                                             args.out / "params.resolved.yaml"))
@@ -127,31 +130,76 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    """Pretrain one model variant and export its teacher backbone."""
+    """Pretrain one model variant and export its teacher backbone (here, or as a SLURM job)."""
+    import os
+    from contextlib import nullcontext
+
     from rsdino.config import load_params
-    from rsdino.data.scene import SceneDataset
+    from rsdino.data.registry import open_dataset
+    from rsdino.tracking import NullTracker
     from rsdino.train.pretrain import run_pretraining
     from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     variant = _variant(params, args.variant)
     dataset_cfg = params.datasets[variant.pretrain_data]
-    _set_threads(args.threads)
     require(args.raw, "dataset folder", f"run `rsdino download --dataset {variant.pretrain_data}` first")
     require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {variant.pretrain_data}`")
-    train = SceneDataset(args.raw, args.data, "train")
-    resolved = write_resolved(params.resolved_for(variant=args.variant), args.out / "params.resolved.yaml")
-    with _step(params, group=args.variant, step="pretrain", run_name=f"pretrain {args.variant}",
-               params={"method": variant.method, "backbone": variant.backbone,
-                       "dataset": variant.pretrain_data, "epochs": variant.optim.epochs,
-                       "batch_size": variant.optim.batch_size, "lr": variant.optim.lr,
-                       "out_dim": variant.head.out_dim}) as tracker:
-        tracker.log_artifact(resolved)
+    if (args.launcher or variant.launcher) == "submitit":
+        _pretrain_on_slurm(args, variant)
+        return
+    _set_threads(args.threads)
+    train = open_dataset(dataset_cfg, args.raw, args.data, "train")  # any task: scenes, series, S1/S2 pairs
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # other ranks of a distributed job log nothing
+    resolved = (write_resolved(params.resolved_for(variant=args.variant), args.out / "params.resolved.yaml")
+                if main_rank else None)
+    step = (_step(params, group=args.variant, step="pretrain", run_name=f"pretrain {args.variant}",
+                  params={"method": variant.method, "backbone": variant.backbone,
+                          "dataset": variant.pretrain_data, "epochs": variant.optim.epochs,
+                          "batch_size": variant.optim.batch_size, "lr": variant.optim.lr,
+                          "out_dim": variant.head.out_dim})
+            if main_rank else nullcontext(NullTracker()))
+    with step as tracker:
+        if resolved is not None:
+            tracker.log_artifact(resolved)
         model = run_pretraining(args.variant, variant, train, bands=dataset_cfg.bands,
                                 rgb_bands=dataset_cfg.rgb_bands, mean=train.stats["mean"],
                                 std=train.stats["std"], out_dir=args.out, tracker=tracker,
-                                device=args.device, progress=not args.no_progress)
-    print(f"{args.variant}: {model}")
+                                device=args.device, progress=not args.no_progress, gsd=dataset_cfg.gsd)
+    if main_rank:
+        print(f"{args.variant}: {model}")
+
+
+def _pretrain_on_slurm(args: argparse.Namespace, variant) -> None:  # noqa: ANN001
+    """``rsdino pretrain --launcher submitit``: the same command, run by every task of one SLURM job."""
+    from rsdino.launch.submitit_launcher import (
+        SlurmJobError,
+        SlurmOptions,
+        new_folder,
+        parse_sbatch_options,
+        run_on_slurm,
+    )
+
+    argv = ["pretrain", "--params", str(Path(args.params).resolve()), "--variant", args.variant,
+            "--raw", str(Path(args.raw).resolve()), "--data", str(Path(args.data).resolve()),
+            "--out", str(Path(args.out).resolve()), "--device", args.device, "--launcher", "local"]
+    if args.scale:
+        argv += ["--scale", args.scale]
+    argv += ["--threads", str(variant.resources.cpus_per_task)]  # each task's own CPUs
+    if args.no_progress:
+        argv.append("--no-progress")
+    try:
+        extra = parse_sbatch_options(" ".join(args.slurm_extra or []))
+    except ValueError as error:
+        raise UserError(f"--slurm-extra: {error}") from None
+    options = SlurmOptions(folder=new_folder(args.slurm_folder, args.variant), partition=args.slurm_partition,
+                           account=args.slurm_account, qos=args.slurm_qos, tasks_per_node=args.tasks_per_node,
+                           extra=extra, poll_s=args.slurm_poll)
+    try:
+        run_on_slurm(argv, variant.resources, options, job_name=f"rsdino-pretrain-{args.variant}")
+    except SlurmJobError as error:
+        raise UserError(str(error)) from None
+    print(f"{args.variant}: {Path(args.out) / 'model.safetensors'}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -290,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
+    p.add_argument("--launcher", choices=("local", "submitit"), default=None,
+                   help="run here (local) or as one SLURM job (submitit); default: the variant's launcher")
+    p.add_argument("--tasks-per-node", type=int, default=None,
+                   help="submitit: processes per node (default: one per GPU, at least one)")
+    p.add_argument("--slurm-partition", default=None, help="submitit: SLURM partition")
+    p.add_argument("--slurm-account", default=None, help="submitit: SLURM account")
+    p.add_argument("--slurm-qos", default=None, help="submitit: SLURM quality of service")
+    p.add_argument("--slurm-extra", action="append", default=None,
+                   help="submitit: more sbatch options, e.g. --slurm-extra='--constraint=a100' (repeatable)")
+    p.add_argument("--slurm-folder", type=Path, default=Path("logs/submitit"),
+                   help="submitit: folder for job pickles and logs (default: logs/submitit)")
+    p.add_argument("--slurm-poll", type=float, default=15.0,
+                   help="submitit: seconds between job-state checks (default: 15)")
 
     p = add("evaluate", cmd_evaluate)
     _common(p)

@@ -18,9 +18,13 @@ def raw_params() -> dict:
 def test_project_params_load_for_both_scales():
     demo = load_params(PARAMS)
     assert demo.scale == "demo"
-    assert demo.selected_variants() == ["demo_dino_vit"]
+    from rsdino.models.catalog import METHODS
+
+    assert demo.selected_variants()[0] == "demo_dino_vit"
+    assert {demo.variants[name].method for name in demo.selected_variants()} == set(METHODS)
     full = load_params(PARAMS, "full")
     assert len(full.selected_variants()) == 20
+    assert {full.variants[name].method for name in full.selected_variants()} == set(METHODS)
     assert {"seco100k", "ucmerced", "eurosat_rgb"} <= set(full.selected_datasets())
 
 

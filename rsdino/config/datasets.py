@@ -9,13 +9,29 @@ from pydantic import Field, model_validator
 from rsdino.config.base import StrictModel
 
 
+class ExtraFile(StrictModel):
+    """One more archive of a dataset (labels, another split), extracted into the same folder."""
+
+    url: str
+    filename: str | None = None
+    sha256: str | None = None
+    md5: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ExtraFile:
+        if self.url.startswith(("http://", "https://")) and not (self.sha256 or self.md5):
+            raise ValueError("an http(s) extra file needs a sha256 or md5 checksum")
+        return self
+
+
 class SourceSettings(StrictModel):
     """Where a dataset comes from.
 
     ``url`` is ``http(s)://``, or ``file://<path>`` with a path relative to the project root (or
     absolute with ``file:///``). ``generator`` names a fake-data generator (``rsdino make-demo``)
     that writes the archive the ``file://`` url points to. ``manual`` is the instruction printed
-    for datasets that cannot be downloaded automatically.
+    for datasets that cannot be downloaded automatically. ``extra`` lists further archives (OSCD's
+    label archives, LoveDA's other splits) downloaded and extracted into the same folder.
     """
 
     url: str | None = None
@@ -25,6 +41,7 @@ class SourceSettings(StrictModel):
     generator: str | None = None
     generator_kwargs: dict[str, Any] = Field(default_factory=dict)
     manual: str | None = None
+    extra: list[ExtraFile] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> SourceSettings:
@@ -54,13 +71,22 @@ class SplitSettings(StrictModel):
 
 
 class DatasetConfig(StrictModel):
-    """One dataset: source, layout, bands, split."""
+    """One dataset: source, layout, bands, split.
+
+    ``class_depth``: folder levels below ``class_root`` holding the class folders (RSI-CB128: 2).
+    ``layout``: the layout-specific indexer of a segmentation, change-detection or image-list
+    dataset (``loveda``, ``potsdam``, ``vaihingen``, ``oscd``, ``millionaid``, ``skyscript``, ...).
+    ``tile_sizes``: tile sides a segmentation dataset is cut into (one index per size).
+    """
 
     task: Literal["scene_classification", "unlabelled_images", "temporal_series", "s1s2_pairs",
                   "multilabel", "change_detection", "segmentation"] = "scene_classification"
     description: str = ""
     source: SourceSettings
     class_root: str = "."
+    class_depth: int = Field(1, ge=1, le=4)
+    layout: str | None = None
+    tile_sizes: list[int] = Field(default_factory=lambda: [224, 512])
     extensions: list[str] = Field(default_factory=lambda: [".tif"])
     bands: list[str]
     rgb_bands: list[str] = Field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsdino.config.base import StrictModel
 from rsdino.config.views import CropSettings
@@ -33,6 +33,14 @@ class OptimSettings(StrictModel):
     weight_decay: float = Field(0.04, ge=0)
     weight_decay_end: float = Field(0.4, ge=0)
     clip_grad: float = Field(3.0, ge=0)
+    # DINO clips each parameter's gradient to norm clip_grad; DINOv2 clips the global norm.
+    clip_mode: Literal["per_parameter", "global"] = "per_parameter"
+    # DINO: lr * B / 256; DINOv2: lr * sqrt(B / 1024) (B is the global batch).
+    lr_scaling: Literal["linear_256", "sqrt_1024"] = "linear_256"
+    # Layer-wise lr decay (ViTs): block i of n gets lr * layer_decay ** (n - i); 1.0 is off (DINO),
+    # 0.9 in DINOv2. The patch embedding's lr is further multiplied by patch_embed_lr_mult (DINOv2: 0.2).
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    patch_embed_lr_mult: float = Field(1.0, gt=0)
     freeze_last_layer_epochs: int = Field(1, ge=0)
     momentum_teacher: float = Field(0.996, ge=0, le=1)
 
@@ -45,6 +53,31 @@ class DinoLossSettings(StrictModel):
     teacher_temp: float = Field(0.07, gt=0)
     warmup_teacher_temp_epochs: int = Field(30, ge=0)
     center_momentum: float = Field(0.9, ge=0, le=1)
+    # Teacher targets: EMA centring + softmax (DINO) or Sinkhorn-Knopp (DINOv2 option).
+    centering: Literal["centering", "sinkhorn_knopp"] | None = None
+    sinkhorn_iterations: int = Field(3, ge=1)
+    # Loss weights; a term is on when its weight is > 0. None takes the method's default
+    # (rsdino.train.methods.METHOD_RECIPES: e.g. dinov2 ibot 1.0 and koleo 0.1, satdino gsd 0.1).
+    dino_weight: float = Field(1.0, ge=0)
+    ibot_weight: float | None = Field(None, ge=0)
+    koleo_weight: float | None = Field(None, ge=0)
+    gsd_weight: float | None = Field(None, ge=0)
+    # iBOT patch head: shared with the DINO head (DINOv2 default) or a separate one of
+    # ibot_out_dim prototypes (None: the DINO head's out_dim).
+    ibot_separate_head: bool = False
+    ibot_out_dim: int | None = Field(None, gt=0)
+
+
+class MultimodalSettings(StrictModel):
+    """Sentinel-1 / Sentinel-2 fusion of ``dinov2_multimodal`` (the S2 backbone is ``backbone``)."""
+
+    # The first s1_bands bands of the data are Sentinel-1, the rest Sentinel-2.
+    s1_bands: int = Field(2, ge=1)
+    # Backbone of the S1 branch (None: the same architecture as the S2 one).
+    s1_backbone: str | None = None
+    fusion: Literal["linear", "cross_attention"] = "linear"
+    cross_attention_heads: int = Field(4, ge=1)
+    cross_attention_layers: int = Field(6, ge=1)
 
 
 class ResourceSettings(StrictModel):
@@ -77,6 +110,13 @@ class VariantConfig(StrictModel):
     optim: OptimSettings = Field(default_factory=OptimSettings)
     loss: DinoLossSettings = Field(default_factory=DinoLossSettings)
     drop_path: float = Field(0.1, ge=0, lt=1)
+    multimodal: MultimodalSettings = Field(default_factory=MultimodalSettings)
+    # Train on these bands of the pretraining data only (by name, in this order); None: all of them.
+    input_bands: list[str] | None = None
+    # bf16 autocast on GPU (ignored on CPU, where training stays float32 and reproducible).
+    precision: Literal["fp32", "bf16"] = "bf16"
+    # Write the resumable checkpoint every this many steps as well as after every epoch (0: epochs only).
+    checkpoint_every_steps: int = Field(0, ge=0)
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     launcher: Literal["local", "submitit"] = "local"
@@ -97,3 +137,15 @@ class VariantConfig(StrictModel):
         if value not in BACKBONES:
             raise ValueError(f"unknown backbone {value!r}; known: {', '.join(BACKBONES)}")
         return value
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> VariantConfig:
+        s1 = self.multimodal.s1_backbone
+        if s1 is not None and s1 not in BACKBONES:
+            raise ValueError(f"multimodal.s1_backbone: unknown backbone {s1!r}; "
+                             f"known: {', '.join(BACKBONES)}")
+        needs_tokens = self.method in ("dinov2", "dinov2_multimodal", "satdino")
+        if needs_tokens and BACKBONES[self.backbone]["family"] != "vit":
+            raise ValueError(f"method {self.method!r} needs a ViT backbone (patch tokens, masks, "
+                             f"registers), not {self.backbone!r}")
+        return self

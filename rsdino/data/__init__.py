@@ -11,4 +11,26 @@ Modules (import them directly; this package imports none of them):
 - ``scene``: ``SceneDataset``, the torch dataset over a prepared folder.
 - ``views``: band-aware multi-crop views (normalisation and crops) for self-distillation.
 - ``fake``: generators of tiny fake datasets in the real on-disk layout (``FAKE_GENERATORS``).
+- ``catalog``: ``CATALOG``, the real layout (fake generator, known classes) of every declared dataset,
+  and the "data missing: how to get it" message.
+- per task, a ``prepare_*`` function and a torch dataset over its prepared folder: ``seco``
+  (``TemporalSeriesDataset``), ``pairs`` (``S1S2PairDataset``), ``multilabel`` (BigEarthNet,
+  ``MultiLabelPatchDataset``), ``segmentation`` (LoveDA, Potsdam, Vaihingen tiles), ``change`` (OSCD),
+  ``filelist`` (Million-AID + SkyScript, ``ImageListDataset``); ``prepared`` holds their shared parts.
+- ``registry``: ``prepare_dataset`` and ``open_dataset`` for any task (re-exported here, imported lazily).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["open_dataset", "prepare_dataset"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``open_dataset`` / ``prepare_dataset`` from ``registry`` on first use."""
+    if name in __all__:
+        from rsdino.data import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'rsdino.data' has no attribute {name!r}")

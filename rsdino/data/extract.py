@@ -44,19 +44,37 @@ def extract_archive(archive: Path, destination: Path) -> Path:
         UnsafeArchiveError: naming the archive and the first unsafe member.
         ArchiveError: the archive is truncated or corrupt, or its suffix is not supported.
     """
-    archive, destination = Path(archive), Path(destination)
-    if not archive.is_file():
-        raise FileNotFoundError(f"archive {archive} does not exist")
-    name = archive.name.lower()
-    if name.endswith(TAR_SUFFIXES):
-        unpack = _extract_tar
-    elif name.endswith(ZIP_SUFFIXES):
-        unpack = _extract_zip
-    else:
-        raise ArchiveError(f"{archive}: unsupported archive type (use one of {TAR_SUFFIXES + ZIP_SUFFIXES})")
-    log.info("extracting %s -> %s", archive, destination)
+    return extract_archives([archive], destination)
+
+
+def extract_archives(archives: list[Path], destination: Path) -> Path:
+    """Extract several archives into one ``destination`` (e.g. images + labels); return ``destination``.
+
+    All archives are unpacked into the same temporary folder, which replaces ``destination`` only
+    when every one of them has been extracted; a later archive's member overwrites an earlier one's.
+
+    Raises:
+        FileNotFoundError: an archive does not exist.
+        UnsafeArchiveError: naming the archive and the first unsafe member.
+        ArchiveError: an archive is truncated or corrupt, or its suffix is not supported.
+    """
+    archives, destination = [Path(a) for a in archives], Path(destination)
+    unpackers = []
+    for archive in archives:
+        if not archive.is_file():
+            raise FileNotFoundError(f"archive {archive} does not exist")
+        name = archive.name.lower()
+        if name.endswith(TAR_SUFFIXES):
+            unpackers.append(_extract_tar)
+        elif name.endswith(ZIP_SUFFIXES):
+            unpackers.append(_extract_zip)
+        else:
+            raise ArchiveError(f"{archive}: unsupported archive type "
+                               f"(use one of {TAR_SUFFIXES + ZIP_SUFFIXES})")
     with atomic_directory(destination) as tmp:
-        unpack(archive, tmp)
+        for archive, unpack in zip(archives, unpackers, strict=True):
+            log.info("extracting %s -> %s", archive, destination)
+            unpack(archive, tmp)
     return destination
 
 

@@ -37,6 +37,7 @@ def prepare_scene_dataset(
     native_size: int,
     test_fraction: float,
     seed: int,
+    class_depth: int = 1,
     progress: bool = True,
 ) -> dict:
     """List, check, split and describe the dataset under ``raw_dir``; write the result to ``out_dir``.
@@ -53,6 +54,8 @@ def prepare_scene_dataset(
         native_size: image side in pixels as distributed.
         test_fraction: share of each class held out for testing.
         seed: seed of the stratified split.
+        class_depth: folder levels below ``class_root`` where the class folders are (see
+            ``list_scene_folder``).
         progress: show progress bars.
 
     Returns:
@@ -67,7 +70,7 @@ def prepare_scene_dataset(
     missing = [band for band in rgb_bands if band not in bands]
     if missing:
         raise ValueError(f"dataset {name}: rgb_bands {missing} are not among bands {bands}")
-    found, classes = list_scene_folder(raw_dir / class_root, extensions)
+    found, classes = list_scene_folder(raw_dir / class_root, extensions, class_depth)
     prefix = PurePosixPath(class_root)
     items = [((prefix / rel).as_posix(), label) for rel, label in found]
     _check_band_counts(raw_dir, items, len(bands), progress=progress)

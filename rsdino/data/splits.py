@@ -19,15 +19,19 @@ class SplitFileError(ValueError):
     """A split file has a line that is not ``relative_path,label``."""
 
 
-def list_scene_folder(class_root: Path, extensions: tuple[str, ...]) -> tuple[list[Item], list[str]]:
+def list_scene_folder(class_root: Path, extensions: tuple[str, ...],
+                      depth: int = 1) -> tuple[list[Item], list[str]]:
     """List the images of a dataset laid out as ``class_root/<class>/**/<image>``.
 
     Class names are the sorted names of the (non-hidden) sub-folders of ``class_root``; a label is
-    the index of its class. Files at the top level and hidden files or folders are ignored.
+    the index of its class. Files at the top level and hidden files or folders are ignored. With
+    ``depth`` 2 (RSI-CB128: ``<parent>/<class>/``) the classes are the folders two levels down, named
+    by their leaf folder (by ``parent/class`` if two leaves share a name).
 
     Args:
         class_root: folder holding one sub-folder per class.
         extensions: accepted file suffixes, compared case-insensitively (e.g. ``(".tif",)``).
+        depth: how many folder levels below ``class_root`` the class folders are.
 
     Returns:
         ``(items, classes)``: items are ``(path relative to class_root, label)`` sorted by path.
@@ -39,7 +43,13 @@ def list_scene_folder(class_root: Path, extensions: tuple[str, ...]) -> tuple[li
     how_to = "download and extract the dataset first (`rsdino download`)"
     if not class_root.is_dir():
         raise FileNotFoundError(f"dataset folder {class_root} does not exist; {how_to}")
-    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = [class_root]
+    for _ in range(depth):
+        folders = [p for f in folders for p in f.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    leaves = [p.name for p in folders]
+    by_name = {(p.name if leaves.count(p.name) == 1 else p.relative_to(class_root).as_posix()): p
+               for p in folders}
+    classes = sorted(by_name)
     if not classes:
         raise FileNotFoundError(f"no class folders found in {class_root}; {how_to}")
     suffixes = tuple(ext.lower() for ext in extensions)
@@ -47,12 +57,12 @@ def list_scene_folder(class_root: Path, extensions: tuple[str, ...]) -> tuple[li
     for label, name in enumerate(classes):
         found = [
             path.relative_to(class_root).as_posix()
-            for path in (class_root / name).rglob("*")
+            for path in by_name[name].rglob("*")
             if path.is_file() and path.suffix.lower() in suffixes
             and not any(part.startswith(".") for part in path.relative_to(class_root).parts)
         ]
         if not found:
-            raise FileNotFoundError(f"class folder {class_root / name} holds no {'/'.join(suffixes)} "
+            raise FileNotFoundError(f"class folder {by_name[name]} holds no {'/'.join(suffixes)} "
                                     f"image; {how_to}")
         items.extend((rel, label) for rel in found)
     return sorted(items), classes

@@ -9,7 +9,10 @@ pooled feature map for a CNN.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,3 +93,105 @@ def extract_features(model: nn.Module, dataset: Dataset, *, mean: Sequence[float
     if not features:
         raise ValueError("the dataset is empty: no features to extract")
     return torch.cat(features), torch.cat(labels)
+
+
+# ------------------------------------------------------------- several variants, cached on disk
+
+
+def cache_key(*, checkpoint: Path | str, dataset: str, split: str, resolution: int | None,
+              variants: Sequence[str], teacher: bool = True) -> str:
+    """A short digest naming one feature cache: (checkpoint contents, dataset, split, resolution).
+
+    The checkpoint is identified by the SHA-256 of its weights file (``model.safetensors`` inside a
+    model folder), so a retrained model never reuses stale features.
+    """
+    checkpoint = Path(checkpoint)
+    weights = checkpoint / "model.safetensors" if checkpoint.is_dir() else checkpoint
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    payload = json.dumps({"weights": digest.hexdigest(), "dataset": dataset, "split": split,
+                          "resolution": resolution, "variants": sorted(variants),
+                          "teacher": teacher}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[str], *,
+                         mean: Sequence[float], std: Sequence[float], batch_size: int = 64,
+                         image_size: int | None = None, device: str | torch.device = "cpu",
+                         progress: bool = True, cache_dir: Path | None = None,
+                         chunk_batches: int = 20) -> tuple[dict[str, Tensor], Tensor]:
+    """Several feature variants of every item (``rsdino.evaluate.tokens``), optionally cached.
+
+    With ``cache_dir`` the features are written there in chunks of ``chunk_batches`` batches
+    (``chunk_<i>.pt``, each atomically) and a finished ``features.pt``; an interrupted extraction
+    resumes at the first missing chunk and a finished one is read back without running the model.
+    The caller names the folder (see ``cache_key``) so that it is unique per (checkpoint, dataset,
+    split, resolution).
+
+    Args:
+        model: the backbone (the exported teacher weights of a variant).
+        dataset: items ``{"image": (C, H, W), "label": int, ...}``.
+        variants: feature variants, e.g. ``["cls", "cls_n4", "cls_n1_avgpool"]``.
+        mean: per-band means.
+        std: per-band standard deviations.
+        batch_size: images per forward pass.
+        image_size: resize every image to this square size (None: keep).
+        device: where the model runs.
+        progress: show a tqdm bar.
+        cache_dir: folder of this cache, or None for no caching.
+        chunk_batches: batches per chunk file.
+
+    Returns:
+        ``({variant: (N, D_v) float32}, labels (N,) int64)`` on the CPU.
+    """
+    from rsdino.evaluate.tokens import check_variants, token_features
+    from rsdino.io import atomic_path
+
+    variants = check_variants(variants)
+    final = Path(cache_dir) / "features.pt" if cache_dir is not None else None
+    if final is not None and final.is_file():
+        stored = torch.load(final, map_location="cpu", weights_only=True)
+        if sorted(stored["features"]) != sorted(variants) or len(stored["labels"]) != len(dataset):
+            raise ValueError(f"{final}: cached for other variants or another dataset size; delete it")
+        return stored["features"], stored["labels"]
+    model.eval().to(device)
+    chunks: list[dict[str, Any]] = []
+    chunk_index = 0
+    while cache_dir is not None and (Path(cache_dir) / f"chunk_{chunk_index:05d}.pt").is_file():
+        chunks.append(torch.load(Path(cache_dir) / f"chunk_{chunk_index:05d}.pt", map_location="cpu",
+                                 weights_only=True))
+        chunk_index += 1
+    start = min(chunk_index * chunk_batches * batch_size, len(dataset))  # resume after the chunks
+    rest = torch.utils.data.Subset(dataset, range(start, len(dataset)))
+    loader = DataLoader(rest, batch_size=batch_size, shuffle=False,
+                        collate_fn=_Collate(mean, std, image_size))
+    current: dict[str, list[Tensor]] = {v: [] for v in variants}
+    labels: list[Tensor] = []
+    n_batches = len(loader)
+    for batch_index, (images, batch_labels) in enumerate(tqdm(loader, desc="features",
+                                                              disable=not progress, leave=False)):
+        out = token_features(model, images.to(device), variants)
+        for v in variants:
+            current[v].append(out[v].float().cpu())
+        labels.append(batch_labels)
+        if (batch_index + 1) % chunk_batches == 0 or batch_index + 1 == n_batches:
+            chunk = {"features": {v: torch.cat(current[v]) for v in variants}, "labels": torch.cat(labels)}
+            if cache_dir is not None:
+                with atomic_path(Path(cache_dir) / f"chunk_{chunk_index:05d}.pt", suffix=".pt") as tmp:
+                    torch.save(chunk, tmp)
+            chunks.append(chunk)
+            chunk_index += 1
+            current, labels = {v: [] for v in variants}, []
+    if not chunks:
+        raise ValueError("the dataset is empty: no features to extract")
+    features = {v: torch.cat([c["features"][v] for c in chunks]) for v in variants}
+    all_labels = torch.cat([c["labels"] for c in chunks])
+    if final is not None:
+        with atomic_path(final, suffix=".pt") as tmp:
+            torch.save({"features": features, "labels": all_labels}, tmp)
+        for i in range(chunk_index):
+            (Path(cache_dir) / f"chunk_{i:05d}.pt").unlink(missing_ok=True)
+    return features, all_labels

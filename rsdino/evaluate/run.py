@@ -37,8 +37,69 @@ def _linear_logistic(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir
                                  progress=progress)
 
 
-#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress)
-PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {"knn": _knn, "linear_logistic": _linear_logistic}
+def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, device: str,
+                  progress: bool, context: dict[str, Any]) -> Any:
+    from rsdino.data.scene import SceneDataset
+    from rsdino.evaluate.protocols import FeatureSource
+
+    datasets = {split: SceneDataset(raw_dir, prepared_dir, split) for split in ("train", "test")}
+    source = FeatureSource(model_dir, datasets, dataset_name=settings.dataset,
+                           batch_size=getattr(settings, "batch_size", 64),
+                           image_size=getattr(settings, "image_size", None), device=device, progress=progress,
+                           cache_dir=context.get("cache_dir"))
+    source.native_size = context.get("native_size")
+    return source
+
+
+def _frozen(name: str) -> Callable[..., dict[str, Any]]:
+    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test splits of a scene dataset."""
+
+    def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
+               device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
+        from rsdino.evaluate import protocols
+
+        context = context or {}
+        source = _scene_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context)
+        function = getattr(protocols, f"run_{name}")
+        if name == "retrieval":
+            return function(source, settings, tracker, artifact_dir=context.get("artifact_dir"))
+        return function(source, settings, tracker)
+
+    return runner
+
+
+def _analyses(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
+              device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    from rsdino.analysis.run import run_analyses
+    from rsdino.data.scene import SceneDataset
+
+    context = context or {}
+    dataset = SceneDataset(raw_dir, prepared_dir, "test")
+    out_dir = context.get("artifact_dir") or Path(prepared_dir) / "analyses"
+    return run_analyses(model_dir, dataset, settings, tracker, out_dir=Path(out_dir), device=device)
+
+
+def _dense(kind: str) -> Callable[..., dict[str, Any]]:
+    """Runner of a dense or multi-label protocol: needs a data reader that is not in rsdino.data yet."""
+
+    def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
+               device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
+        from rsdino.evaluate import dense
+
+        return dense.run_dense_protocol(kind, settings, model_dir, raw_dir, prepared_dir, tracker,
+                                        device=device, progress=progress)
+
+    return runner
+
+
+#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress[, context])
+PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "knn": _knn, "linear_logistic": _linear_logistic, "knn_faiss": _frozen("knn_faiss"),
+    "knn_multiscale": _frozen("knn_multiscale"), "linear_dino": _frozen("linear_dino"),
+    "linear_dinov2": _frozen("linear_dinov2"), "finetune": _frozen("finetune"),
+    "retrieval": _frozen("retrieval"), "analyses": _analyses, "multilabel": _dense("multilabel"),
+    "change_detection": _dense("change_detection"), "segmentation": _dense("segmentation"),
+}
 
 
 def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *, model_dir: Path,
@@ -55,7 +116,13 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     if runner is None:
         raise ValueError(f"evaluations.{name}.protocol: no runner for {settings.protocol!r} "
                          f"(known: {', '.join(PROTOCOLS)})")
-    result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress)
+    context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
+               "cache_dir": Path(params.paths.data) / "features",
+               "native_size": getattr(params.datasets[settings.dataset], "native_size", None)}
+    if settings.protocol in {"knn", "linear_logistic"}:
+        result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress)
+    else:
+        result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
     record = {
         "evaluation": name,
         "protocol": settings.protocol,

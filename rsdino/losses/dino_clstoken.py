@@ -14,6 +14,11 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or float64 if it is already (bf16 head outputs are reduced in float32)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class DINOLoss(nn.Module):
     r"""Cross-entropy between the centred, sharpened teacher and the student over crop pairs.
 
@@ -58,7 +63,7 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def teacher_probs(self, teacher_out: torch.Tensor, teacher_temp: float) -> torch.Tensor:
         """``softmax((t - c) / tau_t)`` row-wise, ``(G*B, K) -> (G*B, K)``, with the current centre."""
-        return F.softmax((teacher_out - self.center) / teacher_temp, dim=-1)
+        return F.softmax((_at_least_fp32(teacher_out) - self.center) / teacher_temp, dim=-1)
 
     def forward(self, student_out: Sequence[torch.Tensor] | torch.Tensor, teacher_out: torch.Tensor,
                 teacher_temp: float) -> torch.Tensor:
@@ -69,11 +74,25 @@ class DINOLoss(nn.Module):
             teacher_out: ``(G*B, K)`` raw teacher head outputs, global crops stacked in order.
             teacher_temp: ``tau_t`` for this step.
         """
+        loss = self.from_probs(student_out, self.teacher_probs(teacher_out, teacher_temp))
+        self.update_center(teacher_out)
+        return loss
+
+    def from_probs(self, student_out: Sequence[torch.Tensor] | torch.Tensor,
+                   teacher_probs: torch.Tensor) -> torch.Tensor:
+        """The loss ``L`` above for given teacher probabilities ``q``; the centre is left unchanged.
+
+        ``q`` is the centred softmax or the Sinkhorn-Knopp targets.
+
+        Args:
+            student_out: ``V`` tensors ``(B, K)``, or one ``(V*B, K)`` tensor with crops stacked in order.
+            teacher_probs: ``(G*B, K)`` teacher probabilities, global crops stacked in order.
+        """
         n_global = self.n_global_crops
-        if teacher_out.shape[0] % n_global:
-            raise ValueError(f"teacher_out has {teacher_out.shape[0]} rows, not a multiple of "
+        if teacher_probs.shape[0] % n_global:
+            raise ValueError(f"teacher output has {teacher_probs.shape[0]} rows, not a multiple of "
                              f"{n_global} global crops")
-        batch = teacher_out.shape[0] // n_global
+        batch = teacher_probs.shape[0] // n_global
         if isinstance(student_out, torch.Tensor):
             student = student_out.reshape(-1, batch, student_out.shape[-1])
         else:
@@ -83,19 +102,17 @@ class DINOLoss(nn.Module):
             raise ValueError(f"the student needs the {n_global} global crops and at least one other "
                              f"crop, got {n_crops}")
 
-        log_p = F.log_softmax(student / self.student_temp, dim=-1)  # (V, B, K)
-        q = self.teacher_probs(teacher_out, teacher_temp).reshape(n_global, batch, -1)  # (G, B, K)
+        log_p = F.log_softmax(_at_least_fp32(student) / self.student_temp, dim=-1)  # (V, B, K)
+        q = _at_least_fp32(teacher_probs.detach()).reshape(n_global, batch, -1)  # (G, B, K)
         # sum over v != i of <q_i, log p_v> = <q_i, sum_v log p_v> - <q_i, log p_i>
         log_p_sum = log_p.sum(dim=0)  # (B, K)
         cross = (q * (log_p_sum.unsqueeze(0) - log_p[:n_global])).sum(dim=-1)  # (G, B)
-        loss = -cross.mean(dim=1).sum() / (n_global * (n_crops - 1))
-        self.update_center(teacher_out)
-        return loss
+        return -cross.mean(dim=1).sum() / (n_global * (n_crops - 1))
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
         """EMA of the centre with the (all-ranks) batch mean of ``teacher_out (N, K)``."""
-        batch_sum = teacher_out.sum(dim=0, keepdim=True)
+        batch_sum = _at_least_fp32(teacher_out).sum(dim=0, keepdim=True)
         count = teacher_out.shape[0]
         if _distributed():
             dist.all_reduce(batch_sum)

@@ -1,8 +1,10 @@
 """Results tables from the metrics JSON files, our number beside the seeds' published one.
 
 For each table of the selected scale: rows are variants (plus a "random init" row per variant
-from the metrics' ``baselines.random_init``), columns are the datasets of the table's evaluations,
-a cell is our value of ``table.metric``. ``<table>.md`` holds the Markdown table with its caption
+from the metrics' ``baselines.random_init``), columns are the table's columns (an evaluation and a
+metric each, ``TableConfig.resolved_columns``), a cell is our value of the column's metric. Columns
+of ``reference`` evaluations (another scale's) show the published number beside "not run".
+``<table>.md`` holds the Markdown table with its caption
 (metric, where the published numbers come from, the MLflow run of every cell), ``<table>.csv`` the
 same cells in long format. The metrics files are the source of truth (docs/architecture.md).
 """
@@ -19,11 +21,13 @@ from typing import Any
 
 from rsdino import io as rio
 from rsdino.config import Params
+from rsdino.config.tables import TableColumn
 from rsdino.report.published import SEED_TABLES, AmbiguousPublishedValue, PublishedValue, lookup_entry
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
-               "published", "published_source", "mlflow_run_id")
+               "published", "published_source", "mlflow_run_id", "evaluation")
 NOT_RUN = "not run"
+NOT_AT_SCALE = "not run at this scale"
 NOT_EVALUATED = "n/a"
 DASH = "—"
 
@@ -85,20 +89,23 @@ class Cell:
     variant: str
     evaluation: str
     dataset: str
-    status: str  # "ok", NOT_RUN or NOT_EVALUATED
+    status: str  # "ok", NOT_RUN, NOT_AT_SCALE or NOT_EVALUATED
+    metric: str = ""
     ours: float | None = None
     random_init: float | None = None
     published: PublishedValue | None = None
     run_id: str | None = None
 
 
-def _published(params: Params, table_name: str, variant: str, evaluation: str) -> PublishedValue | None:
-    table = params.tables[table_name]
+def _published(params: Params, table_name: str, variant: str, column: TableColumn) -> PublishedValue | None:
+    evaluation = column.evaluation
     key = params.variants[variant].published
-    name = params.datasets[params.evaluations[evaluation].dataset].published_name
-    if table.published_table is None or key is None or name is None:
+    name = (getattr(params.evaluations[evaluation], "published_dataset", None)
+            or params.datasets[params.evaluations[evaluation].dataset].published_name)
+    if column.published_table is None or key is None or name is None:
         return None
-    args = (table.published_table, key.model, key.arch, key.pretrain_data, name, table.published_metric)
+    args = (column.published_table, key.model, key.arch, key.pretrain_data, name,
+            column.published_metric or "top1")
     try:
         return lookup_entry(*args)
     except AmbiguousPublishedValue:
@@ -111,26 +118,38 @@ def _published(params: Params, table_name: str, variant: str, evaluation: str) -
         return entry
 
 
+def table_columns(params: Params, table_name: str) -> list[TableColumn]:
+    """The resolved columns of a table; a reference to an undefined evaluation raises naming it."""
+    table = params.tables[table_name]
+    for i, name in enumerate(table.reference):
+        if name not in params.evaluations:
+            raise ValueError(f"tables.{table_name}.reference.{i}: unknown evaluation {name!r}")
+    names = [*table.evaluations, *table.reference, *(c.evaluation for c in table.columns)]
+    return table.resolved_columns({name: params.evaluations[name].protocol for name in names})
+
+
 def table_cells(params: Params, table_name: str,
                 metrics: dict[tuple[str, str], dict[str, Any]]) -> tuple[list[str], list[list[Cell]]]:
-    """Rows (variant names) and their cells, one per evaluation of the table."""
-    table = params.tables[table_name]
-    variants = list(dict.fromkeys(v for e in table.evaluations for v in params.evaluations[e].variants))
+    """Rows (variant names) and their cells, one per column of the table."""
+    columns = table_columns(params, table_name)
+    variants = list(dict.fromkeys(v for c in columns for v in params.evaluations[c.evaluation].variants))
     rows: list[list[Cell]] = []
     for variant in variants:
         row = []
-        for evaluation in table.evaluations:
+        for column in columns:
+            evaluation, metric = column.evaluation, column.metric or ""
             dataset = params.evaluations[evaluation].dataset
             if variant not in params.evaluations[evaluation].variants:
-                row.append(Cell(variant, evaluation, dataset, NOT_EVALUATED))
+                row.append(Cell(variant, evaluation, dataset, NOT_EVALUATED, metric))
                 continue
-            cell = Cell(variant, evaluation, dataset, NOT_RUN,
-                        published=_published(params, table_name, variant, evaluation))
+            status = NOT_RUN if evaluation in params.tables[table_name].evaluations else NOT_AT_SCALE
+            cell = Cell(variant, evaluation, dataset, status, metric,
+                        published=_published(params, table_name, variant, column))
             data = metrics.get((evaluation, variant))
             if data is not None:
                 cell.status = "ok"
-                cell.ours = data["metrics"].get(table.metric)
-                cell.random_init = data["baselines"].get("random_init", {}).get(table.metric)
+                cell.ours = data["metrics"].get(metric)
+                cell.random_init = data["baselines"].get("random_init", {}).get(metric)
                 cell.run_id = (data.get("mlflow") or {}).get("run_id")
             row.append(cell)
         rows.append(row)
@@ -143,8 +162,8 @@ def _fmt(value: float | None) -> str:
 
 def _md_cell(cell: Cell, random_init: bool) -> str:
     published = cell.published.value if cell.published else None
-    if cell.status == NOT_RUN and published is not None and not random_init:
-        return f"{NOT_RUN} / {_fmt(published)}"
+    if cell.status in (NOT_RUN, NOT_AT_SCALE) and published is not None and not random_init:
+        return f"{cell.status} / {_fmt(published)}"
     if cell.status != "ok":
         return cell.status
     if random_init:
@@ -154,9 +173,12 @@ def _md_cell(cell: Cell, random_init: bool) -> str:
 
 def _markdown(params: Params, table_name: str, variants: list[str], rows: list[list[Cell]]) -> str:
     table = params.tables[table_name]
-    datasets = [params.evaluations[e].dataset for e in table.evaluations]
-    headers = [d if datasets.count(d) == 1 else f"{d} ({e})"
-               for d, e in zip(datasets, table.evaluations, strict=True)]
+    columns = table_columns(params, table_name)
+    datasets = [params.evaluations[c.evaluation].dataset for c in columns]
+    metrics = {c.metric for c in columns}
+    headers = [c.label or (d if datasets.count(d) == 1 else f"{d} ({c.evaluation}"
+                           + (f", {c.metric})" if len(metrics) > 1 else ")"))
+               for d, c in zip(datasets, columns, strict=True)]
     lines = [f"# {table.title}", "", "| variant | method | backbone | " + " | ".join(headers) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in headers) + " |"]
     for variant, row in zip(variants, rows, strict=True):
@@ -174,37 +196,41 @@ def _caption(params: Params, table_name: str, rows: list[list[Cell]]) -> list[st
     table = params.tables[table_name]
     cells = [c for row in rows for c in row]
     text = [table.caption.strip()] if table.caption.strip() else []
-    text.append(f"Metric: `{table.metric}` (percent). Each cell: ours / published ({DASH}: no published "
+    metrics = sorted({c.metric for c in cells if c.metric})
+    shown = "`, `".join(metrics) or table.metric
+    text.append(f"Metric: `{shown}` (percent). Each cell: ours / published ({DASH}: no published "
                 f"number); the \"random init\" rows are the same evaluation of a randomly initialised "
-                f"backbone of the same architecture; `{NOT_RUN}`: no metrics file; `{NOT_EVALUATED}`: "
+                f"backbone of the same architecture; `{NOT_RUN}`: no metrics file; `{NOT_AT_SCALE}`: "
+                f"an evaluation of another scale (e.g. the full one), shown for its published number; "
+                f"`{NOT_EVALUATED}`: "
                 "the variant is not part of that evaluation.")
     used = sorted({(c.published.source, c.published.protocol) for c in cells if c.published})
     if used:
         sources = "; ".join(f"seed `{source}` (protocol `{protocol}`)" for source, protocol in used)
-        text.append(f"Published numbers: table `{table.published_table}`, metric `{table.published_metric}` "
-                    f"of {sources}, as transcribed in `rsdino/report/data/{SEED_TABLES.name}`.")
-    elif table.published_table:
-        text.append(f"Published numbers: none of the rows has a published value in table "
-                    f"`{table.published_table}`.")
-    runs = [f"- {c.variant} on {c.dataset} ({c.evaluation}): `{c.run_id or 'unknown'}`"
-            for c in cells if c.status == "ok"]
+        published = sorted({c.published_table for c in table_columns(params, table_name)
+                            if c.published_table})
+        text.append(f"Published numbers: table(s) `{'`, `'.join(published)}` of {sources}, as transcribed "
+                    f"in `rsdino/report/data/{SEED_TABLES.name}`.")
+    elif any(c.published_table for c in table_columns(params, table_name)):
+        text.append("Published numbers: none of the rows has a published value in the seeds' tables.")
+    runs = list(dict.fromkeys(f"- {c.variant} on {c.dataset} ({c.evaluation}): `{c.run_id or 'unknown'}`"
+                              for c in cells if c.status == "ok"))
     return [" ".join(text), "", "MLflow runs:", *(runs or ["- none"])]
 
 
 def _csv(params: Params, table_name: str, rows: list[list[Cell]]) -> str:
-    table = params.tables[table_name]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for cell in (c for row in rows for c in row if c.status != NOT_EVALUATED):
         cfg = params.variants[cell.variant]
         writer.writerow({"table": table_name, "variant": cell.variant, "method": cfg.method,
-                         "backbone": cfg.backbone, "dataset": cell.dataset, "metric": table.metric,
+                         "backbone": cfg.backbone, "dataset": cell.dataset, "metric": cell.metric,
                          "ours": "" if cell.ours is None else cell.ours,
                          "random_init": "" if cell.random_init is None else cell.random_init,
                          "published": cell.published.value if cell.published else "",
                          "published_source": cell.published.source if cell.published else "",
-                         "mlflow_run_id": cell.run_id or ""})
+                         "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation})
     return buffer.getvalue()
 
 

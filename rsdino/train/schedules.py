@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from rsdino.config.variants import VariantConfig
 
 
 def cosine_schedule(base: float, final: float, epochs: int, steps_per_epoch: int,
@@ -45,3 +49,36 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
     if warmup_epochs > 0:
         per_epoch[:n_warmup] = np.linspace(warmup_temp, temp, warmup_epochs)[:n_warmup]
     return np.repeat(per_epoch, steps_per_epoch)
+
+
+def scaled_lr(lr: float, batch_size: int, rule: str) -> float:
+    """Peak learning rate for a global batch ``B``.
+
+    ``lr * B / 256`` (DINO, ``linear_256``) or ``lr * sqrt(B / 1024)`` (DINOv2, ``sqrt_1024``).
+    """
+    if rule == "linear_256":
+        return lr * batch_size / 256
+    if rule == "sqrt_1024":
+        return lr * (batch_size / 1024) ** 0.5
+    raise ValueError(f"unknown lr scaling rule {rule!r} (linear_256 or sqrt_1024)")
+
+
+@dataclass
+class Schedules:
+    """Per-step values of lr, weight decay, teacher momentum and teacher temperature of a variant."""
+
+    lr: np.ndarray
+    wd: np.ndarray
+    momentum: np.ndarray
+    teacher_temp: np.ndarray
+
+    @classmethod
+    def of(cls, variant: VariantConfig, steps: int) -> Schedules:
+        """The schedules of ``variant`` for ``steps`` steps per epoch."""
+        optim, loss, epochs = variant.optim, variant.loss, variant.optim.epochs
+        peak = scaled_lr(optim.lr, optim.batch_size, optim.lr_scaling)
+        return cls(lr=cosine_schedule(peak, optim.min_lr, epochs, steps, optim.warmup_epochs),
+                   wd=cosine_schedule(optim.weight_decay, optim.weight_decay_end, epochs, steps),
+                   momentum=cosine_schedule(optim.momentum_teacher, 1.0, epochs, steps),
+                   teacher_temp=teacher_temp_schedule(loss.warmup_teacher_temp, loss.teacher_temp,
+                                                      loss.warmup_teacher_temp_epochs, epochs, steps))

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from rsdino.data.extract import ArchiveError, UnsafeArchiveError, extract_archive
+from rsdino.data.extract import ArchiveError, UnsafeArchiveError, extract_archive, extract_archives
 
 
 def _tar(path, members, mode="w"):
@@ -127,3 +127,27 @@ def test_missing_and_unsupported_archives(tmp_path):
     rar.write_bytes(b"x")
     with pytest.raises(ArchiveError, match="unsupported"):
         extract_archive(rar, tmp_path / "out")
+
+
+def test_several_archives_into_one_folder(tmp_path):
+    images, labels = tmp_path / "images.zip", tmp_path / "labels.tar"
+    with zipfile.ZipFile(images, "w") as zf:
+        zf.writestr("Images/city/B01.tif", b"pixels")
+    _tar(labels, {"Train Labels/city/cm/cm.png": b"mask"})
+    out = extract_archives([images, labels], tmp_path / "raw")
+    assert (out / "Images/city/B01.tif").read_bytes() == b"pixels"
+    assert (out / "Train Labels/city/cm/cm.png").read_bytes() == b"mask"
+
+
+def test_one_bad_archive_of_several_leaves_the_old_folder(tmp_path):
+    good, bad = tmp_path / "good.zip", tmp_path / "bad.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("a.txt", b"new")
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../escape.txt", b"x")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "old.txt").write_text("old")
+    with pytest.raises(UnsafeArchiveError):
+        extract_archives([good, bad], tmp_path / "raw")
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["old.txt"]
+    assert not (tmp_path / "escape.txt").exists()

@@ -160,3 +160,39 @@ def test_write_summary(tmp_path, metrics_files):
     out = write_summary(metrics_files, tmp_path / "results" / "summary.json")
     assert json.loads(out.read_text()) == {"knn_ucm/tiny/top1_k20": 60.0, "knn_ucm/vits/top1_k20": 81.234,
                                            "knn_ucm/vits/top5_k20": 97.0}
+
+
+def test_per_protocol_metrics_published_tables_and_reference_columns(tmp_path):
+    params = settings(
+        evaluations={"knn_ucm": {"protocol": "knn_faiss", "dataset": "ucm", "variants": ["vits"]},
+                     "lin_ucm": {"protocol": "linear_logistic", "dataset": "ucm", "variants": ["vits"]},
+                     "demo_knn": {"protocol": "knn", "dataset": "euro", "variants": ["tiny"]},
+                     "knn_euro": {"protocol": "knn", "dataset": "euro", "variants": ["vits"]}},
+        scales={"demo": {"variants": ["tiny"], "evaluations": ["demo_knn"], "tables": ["t"]}},
+        tables={"t": {"title": "T", "evaluations": ["demo_knn"], "reference": ["knn_ucm", "lin_ucm"],
+                      "metrics": {"knn_faiss": "top1_k20", "linear_logistic": ["top1", "top5"],
+                                  "knn": "top1_k20"},
+                      "published_tables": {"knn_faiss": "dinov2rs_knn",
+                                           "linear_logistic": "dinov2rs_linear"}},
+                "knn_euro_table": {"title": "unused", "evaluations": ["knn_euro"]}})
+    metrics = [write_metrics(tmp_path / "m", "demo_knn", "tiny", {"top1_k20": 55.5}, run_id="run-demo"),
+               write_metrics(tmp_path / "m", "lin_ucm", "vits", {"top1": 90.0, "top5": 99.0}, run_id="r2")]
+    build_tables(metrics, params, tmp_path / "tables")
+    lines = (tmp_path / "tables" / "t.md").read_text().splitlines()
+    assert ("| variant | method | backbone | euro | ucm (knn_ucm, top1_k20) | ucm (lin_ucm, top1) | "
+            "ucm (lin_ucm, top5) |") in lines
+    # tiny: its demo run; vits: the reference columns, the kNN one not run at this scale beside the
+    # published kNN number, the linear one with a metrics file (ours / published linear number)
+    assert "| tiny | dino | vit_tiny_patch8 | 55.50 / — | n/a | n/a | n/a |" in lines
+    assert ("| vits | dinov2 | vit_small_patch16 | n/a | not run at this scale / 87.14 | 90.00 / 99.05 | "
+            "99.00 / — |") in lines
+    rows = read_csv(tmp_path / "tables" / "t.csv")
+    assert {(r["evaluation"], r["metric"]) for r in rows} == {
+        ("demo_knn", "top1_k20"), ("knn_ucm", "top1_k20"), ("lin_ucm", "top1"), ("lin_ucm", "top5")}
+
+
+def test_reference_to_an_unknown_evaluation_names_the_table(tmp_path):
+    params = settings(tables={"knn_table": {"title": "T", "evaluations": ["knn_ucm"],
+                                            "reference": ["ghost"]}})
+    with pytest.raises(ValueError, match=r"tables\.knn_table\.reference\.0: unknown evaluation 'ghost'"):
+        build_tables([], params, tmp_path)

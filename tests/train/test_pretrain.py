@@ -16,10 +16,11 @@ from rsdino.models.backbones import build_backbone, load_backbone
 from rsdino.tracking import NullTracker
 from rsdino.train import pretrain
 from rsdino.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rsdino.train.meta_arch import SelfDistillation
 from rsdino.train.schedules import cosine_schedule, teacher_temp_schedule
 
 BANDS = [f"B{i:02d}" for i in range(1, 14)]
-METRICS = {"loss", "lr", "wd", "momentum", "teacher_temp", "student_std", "teacher_entropy"}
+METRICS = {"loss", "loss_dino", "lr", "wd", "momentum", "teacher_temp", "student_std", "teacher_entropy"}
 
 
 class RandomScenes(Dataset):
@@ -90,25 +91,29 @@ def test_teacher_moved_and_differs_from_the_student(finished) -> None:
     torch.manual_seed(7)  # the student backbone is the first thing built after seeding
     initial = build_backbone("vit_tiny_patch8", 13, 32, 0.1).state_dict()
     teacher = load_file(str(weights))
-    student = load_checkpoint(out_dir / "checkpoints" / "last.pt")["student"]
+    model = load_checkpoint(out_dir / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(teacher[k], model[f"teacher.backbone.{k}"]) for k in teacher)
     assert any(not torch.equal(teacher[k], initial[k]) for k in teacher)
-    assert any(not torch.equal(teacher[k], student[f"backbone.{k}"]) for k in teacher)
+    assert any(not torch.equal(teacher[k], model[f"student.backbone.{k}"]) for k in teacher)
 
 
-def test_resume_after_a_kill_gives_bitwise_the_same_teacher(finished, tmp_path, monkeypatch) -> None:
-    def killed(epoch: int) -> None:
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after the first checkpoint")
+@pytest.mark.parametrize("kill_at", [1, 3])  # inside the first epoch, and inside the second
+def test_resume_after_a_kill_gives_bitwise_the_same_teacher(finished, tmp_path, monkeypatch,
+                                                            kill_at: int) -> None:
+    def killed(epoch: int, step: int) -> None:
+        if step == kill_at:
+            raise KeyboardInterrupt("simulated kill after a checkpoint")
 
     monkeypatch.setattr(pretrain, "_after_checkpoint", killed)
+    variant = _variant().model_copy(update={"checkpoint_every_steps": 1})
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path)
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+        _run(tmp_path, variant)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == kill_at
     assert not (tmp_path / "model.safetensors").exists()
     monkeypatch.undo()
     tracker = NullTracker()
     resumed = load_file(str(_run(tmp_path, tracker=tracker)))
-    assert [step for step, _ in tracker.metrics] == [2, 3]
+    assert [step for step, _ in tracker.metrics] == list(range(kill_at, 4))
     reference = load_file(str(finished[1]))
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
@@ -119,24 +124,55 @@ def test_resume_after_a_kill_gives_bitwise_the_same_teacher(finished, tmp_path, 
     assert again.metrics == []
 
 
+def test_request_stop_checkpoints_the_finished_step_and_resumes(finished, tmp_path, monkeypatch) -> None:
+    def stop_after_first_step(*args, **kwargs):
+        metrics = train_step(*args, **kwargs)
+        pretrain.request_stop()
+        return metrics
+
+    train_step = pretrain.train_step
+    monkeypatch.setattr(pretrain, "train_step", stop_after_first_step)
+    with pytest.raises(pretrain.TrainingInterrupted, match="step 1"):
+        _run(tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 1
+    monkeypatch.undo()
+    resumed = load_file(str(_run(tmp_path)))
+    reference = load_file(str(finished[1]))
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
 def test_last_layer_is_frozen_during_the_first_epochs(tmp_path) -> None:
     variant = _variant(epochs=1, freeze_last_layer_epochs=1)
     _run(tmp_path, variant)
     torch.manual_seed(variant.seed)
-    initial = pretrain._build_branch(variant, 13, variant.drop_path).state_dict()
-    student = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["student"]
-    last = [k for k in student if k.startswith("head.last_layer.")]
-    assert last and all(torch.equal(student[k], initial[k]) for k in last)
-    assert not torch.equal(student["head.mlp.0.weight"], initial["head.mlp.0.weight"])
+    initial = SelfDistillation(variant, 13).state_dict()
+    model = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]
+    last = [k for k in model if k.startswith("student.dino_head.last_layer.")]
+    assert last and all(torch.equal(model[k], initial[k]) for k in last)
+    assert not torch.equal(model["student.dino_head.mlp.0.weight"], initial["student.dino_head.mlp.0.weight"])
 
 
-def test_other_methods_are_not_implemented_yet(tmp_path) -> None:
-    variant = _variant().model_copy(update={"method": "dinov2"})
-    with pytest.raises(NotImplementedError, match="dinov2"):
-        _run(tmp_path, variant)
+def test_a_checkpoint_of_other_settings_is_not_resumed(finished, tmp_path) -> None:
+    _run(tmp_path, _variant(epochs=1))
+    tracker = NullTracker()
+    resumed = load_file(str(_run(tmp_path, tracker=tracker)))
+    assert [step for step, _ in tracker.metrics] == [0, 1, 2, 3]
+    reference = load_file(str(finished[1]))
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
-def test_crops_must_fit_the_patch_size(tmp_path) -> None:
+def test_global_batches_are_split_over_ranks_and_resume_inside_an_epoch() -> None:
+    whole = list(pretrain.GlobalBatchSampler(10, 4, seed=3, epoch=1))
+    assert len(whole) == 2 and all(len(batch) == 4 for batch in whole)
+    ranks = [list(pretrain.GlobalBatchSampler(10, 4, seed=3, epoch=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == whole
+    assert list(pretrain.GlobalBatchSampler(10, 4, seed=3, epoch=1, start=1)) == whole[1:]
+    assert list(pretrain.GlobalBatchSampler(10, 4, seed=3, epoch=2)) != whole
+    with pytest.raises(ValueError, match="divisible"):
+        pretrain.GlobalBatchSampler(10, 3, seed=0, epoch=0, world_size=2)
+
+
+def test_unknown_methods_and_misfit_crops_are_refused(tmp_path) -> None:
     variant = _variant()
     variant = variant.model_copy(update={"crops": variant.crops.model_copy(update={"local_size": 12})})
     with pytest.raises(ValueError, match="patch size 8"):

@@ -1,4 +1,13 @@
-# Pretraining: one job per variant (method x backbone x pretraining data).
+# Pretraining: one job per variant (method x backbone x pretraining data). The launcher
+# (`--config launcher=...`, which the slurm profile sets to `submitit`, else each variant's
+# `launcher` in params.yaml) decides how: `local` makes the rule's job the training itself;
+# `submitit` runs the rule where snakemake runs, submitting the training as one multi-task SLURM
+# job and waiting for it (rsdino.launch).
+
+from rsdino.launch.workflow import launch_flags, rule_threads, submits_from_here
+
+LAUNCHER = config.get("launcher")
+SUBMIT_FROM_HERE = submits_from_here([P.variants[v] for v in P.selected_variants()], LAUNCHER)
 
 
 rule pretrain:
@@ -11,11 +20,13 @@ rule pretrain:
     params:
         settings=variant_digest,
         out=lambda wc, output: os.path.dirname(output.model),
+        launch=lambda wc, resources: launch_flags(P.variants[wc.variant], LAUNCHER, resources),
     log:
         "logs/pretrain/{variant}.log",
     conda:
         "../envs/rsdino.yaml"
-    threads: lambda wc: P.variants[wc.variant].resources.cpus_per_task
+    localrule: SUBMIT_FROM_HERE
+    threads: lambda wc: rule_threads(P.variants[wc.variant], LAUNCHER)
     resources:
         nodes=lambda wc: P.variants[wc.variant].resources.nodes,
         gpu=lambda wc: P.variants[wc.variant].resources.gpus_per_node,
@@ -24,4 +35,4 @@ rule pretrain:
         runtime=lambda wc: P.variants[wc.variant].resources.runtime_min,
     shell:
         f"{rsdino('pretrain')} --variant {{wildcards.variant}} --raw {{input.raw}} "
-        f"--data {{input.data}} --out {{params.out}} --threads {{threads}} > {{log}} 2>&1"
+        f"--data {{input.data}} --out {{params.out}} --threads {{threads}} {{params.launch}} > {{log}} 2>&1"

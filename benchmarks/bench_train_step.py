@@ -1,0 +1,121 @@
+"""Pretraining step throughput and model-FLOP utilisation (MFU) against the machine's matmul rate.
+
+    python benchmarks/bench_train_step.py [--threads 2] [--steps 3] [--batch 16] [--device cpu|cuda]
+        [--precision fp32|bf16] [--method dino] [--backbone vit_small_patch16]
+
+One full rsdino training step (``rsdino.train.pretrain.train_step``: teacher forward, student forward
+and backward, gradient clipping, optimiser step, EMA) of ViT-S/16 DINO with 2 x 224 + 8 x 96 crops,
+batch 16 and K = 65536 prototypes. The step's FLOPs are counted once with
+``torch.utils.flop_counter.FlopCounterMode`` (matrix multiplications, convolutions and attention,
+forward and backward; the CPU fused-attention kernel is counted with torch's own attention
+formula); the baseline is the dense matmul rate of this machine measured in the same run
+(``--matmul-size`` square float32 matrices, or bf16 with ``--precision bf16``). Prints images/s,
+achieved FLOP/s and MFU = achieved / matmul rate (higher is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from rsdino.config import CropSettings, HeadSettings, OptimSettings, VariantConfig
+from rsdino.train.meta_arch import SelfDistillation
+from rsdino.train.pretrain import build_optimizer, train_step
+from rsdino.train.schedules import Schedules
+
+
+def matmul_rate(size: int, device: str, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    """Best FLOP/s of ``size x size`` matrix products over about ``seconds``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _sync(device)
+        tic = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        _sync(device)
+        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - tic))
+    return best
+
+
+def _cpu_flash_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+#: torch's counter knows the CUDA fused-attention kernels but not the CPU one: count it the same way.
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_forward,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward,
+}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--out-dim", type=int, default=65536)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--method", default="dino")
+    parser.add_argument("--backbone", default="vit_small_patch16")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = args.device
+    crops = {"global_size": 224, "local_size": 96, "n_global": 2, "n_local": 8}
+    if args.method.startswith("dinov2"):
+        crops["mask_p"] = 0.5
+    variant = VariantConfig(method=args.method, backbone=args.backbone, pretrain_data="bench",
+                            crops=CropSettings(**crops), head=HeadSettings(out_dim=args.out_dim),
+                            optim=OptimSettings(epochs=1, batch_size=args.batch, warmup_epochs=0),
+                            precision=args.precision)
+    model = SelfDistillation(variant, 3).to(device).train()
+    optimizer = build_optimizer(model, variant)
+    schedules = Schedules.of(variant, 1000)
+    batch = {"global": [torch.randn(args.batch, 3, 224, 224, device=device) for _ in range(2)],
+             "local": [torch.randn(args.batch, 3, 96, 96, device=device) for _ in range(8)]}
+    if args.method.startswith("dinov2"):
+        batch["masks"] = torch.rand(args.batch, 2, 14, 14, device=device) < 0.3
+    autocast = args.precision == "bf16"
+
+    def step(i: int) -> None:
+        train_step(model, optimizer, batch, i, schedules, variant, freeze_last_layer=False, autocast=autocast)
+
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        step(0)
+    flops = counter.get_total_flops()
+    step(1)  # warm-up
+    _sync(device)
+    tic = time.perf_counter()
+    for i in range(args.steps):
+        step(2 + i)
+    _sync(device)
+    seconds = (time.perf_counter() - tic) / args.steps
+    rate = matmul_rate(args.matmul_size, device, torch.bfloat16 if autocast else torch.float32)
+    achieved = flops / seconds
+    print(f"{args.method} {args.backbone}, 2x224 + 8x96 crops, batch {args.batch}, K = {args.out_dim}, "
+          f"{args.threads} threads, {device} {args.precision}")
+    print(f"  FLOPs per step (FlopCounterMode): {flops / 1e12:.3f} TFLOP")
+    print(f"  step time: {seconds:.2f} s   images/s: {args.batch / seconds:.2f}")
+    print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s   "
+          f"matmul rate ({args.matmul_size}^2): {rate / 1e9:.1f} GFLOP/s")
+    print(f"  MFU (achieved / matmul rate): {achieved / rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared parts of the datasets over a prepared folder: JSON files, split subsampling, RGB plots."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def read_prepared_json(prepared_dir: Path, name: str) -> Any:
+    """Read ``prepared_dir/name``; a missing file is a ``FileNotFoundError`` saying to prepare again."""
+    path = Path(prepared_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run `rsdino prepare` again")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def check_prepared_dir(prepared_dir: Path) -> Path:
+    """Return ``prepared_dir`` as a Path, raising ``FileNotFoundError`` when it is not a folder."""
+    prepared_dir = Path(prepared_dir)
+    if not prepared_dir.is_dir():
+        raise FileNotFoundError(f"prepared dataset folder {prepared_dir} does not exist; "
+                                "run `rsdino prepare` first")
+    return prepared_dir
+
+
+def seeded_subset(items: list, limit: int | None, seed: int) -> list:
+    """At most ``limit`` of ``items``, drawn without replacement with ``seed`` (all if ``limit`` is None)."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    return random.Random(seed).sample(items, limit)
+
+
+def split_by_group(groups: list[str], test_fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """Shuffle the distinct ``groups`` with ``seed`` and hold out ``test_fraction`` of them (at least one).
+
+    Returns ``(train_groups, test_groups)``; with a single group, everything is training.
+    """
+    distinct = sorted(set(groups))
+    random.Random(seed).shuffle(distinct)
+    n_test = round(len(distinct) * test_fraction)
+    if len(distinct) > 1:
+        n_test = min(max(n_test, 1), len(distinct) - 1)
+    else:
+        n_test = 0
+    return set(distinct[n_test:]), set(distinct[:n_test])
+
+
+def rgb_figure(image: torch.Tensor | np.ndarray, bands: list[str], rgb_bands: list[str],
+               title: str) -> Figure:
+    """A figure of the RGB composite of a ``(C, H, W)`` image, each channel stretched to its 2-98 %.
+
+    Falls back to the first band in grey when ``rgb_bands`` is empty.
+    """
+    array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    index = [bands.index(band) for band in rgb_bands] or [0, 0, 0]
+    rgb = array[index].astype(np.float64)
+    low, high = np.percentile(rgb, [2, 98], axis=(1, 2), keepdims=True)
+    rgb = np.clip((rgb - low) / np.maximum(high - low, 1e-12), 0.0, 1.0).transpose(1, 2, 0)
+    figure = Figure(figsize=(4, 4))
+    axes = figure.add_subplot()
+    axes.imshow(rgb)
+    axes.set_title(title, fontsize=8)
+    axes.axis("off")
+    return figure

@@ -1,0 +1,195 @@
+"""The frozen-feature protocols (DINOv2-RS kNN, multi-scale kNN, DINO / DINOv2 linear, retrieval,
+fine-tuning) as evaluation jobs on an exported tiny ViT and in-memory data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from rsdino.config.evaluations import (
+    FinetuneEvaluation,
+    KnnFaissEvaluation,
+    LinearDinoEvaluation,
+    LinearDinov2Evaluation,
+    MultiscaleKnnEvaluation,
+    RetrievalEvaluation,
+)
+from rsdino.evaluate.features import extract_feature_sets
+from rsdino.evaluate.protocols import (
+    FeatureSource,
+    dino_feature_variant,
+    multiscale_sizes,
+    run_finetune,
+    run_knn_faiss,
+    run_knn_multiscale,
+    run_linear_dino,
+    run_linear_dinov2,
+    run_retrieval,
+    stratified_split,
+)
+from rsdino.evaluate.run import PROTOCOLS
+from rsdino.tracking import NullTracker
+
+
+class Blobs(Dataset):
+    """``n_classes`` classes of 3-band images: class c has brightness 2c plus noise."""
+
+    def __init__(self, n: int, seed: int, size: int = 16, n_classes: int = 2) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.classes = [f"c{i}" for i in range(n_classes)]
+        self.labels = [i % n_classes for i in range(n)]
+        self.images = [torch.rand(3, size, size, generator=generator) + 2.0 * label for label in self.labels]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": self.labels[index], "path": f"{index}.tif"}
+
+
+COMMON = {"dataset": "d", "variants": ["t"], "batch_size": 8}
+
+
+def source(model_dir, tmp_path=None, n_classes=2):
+    return FeatureSource(model_dir, {"train": Blobs(24, 0, n_classes=n_classes),
+                                     "test": Blobs(12, 1, n_classes=n_classes)},
+                         dataset_name="d", batch_size=8, progress=False,
+                         cache_dir=None if tmp_path is None else tmp_path / "cache")
+
+
+def test_every_protocol_is_registered():
+    assert {"knn", "knn_faiss", "knn_multiscale", "linear_logistic", "linear_dino", "linear_dinov2",
+            "finetune", "retrieval", "analyses", "multilabel", "change_detection",
+            "segmentation"} <= set(PROTOCOLS)
+
+
+def test_multiscale_sizes_floor_to_patch_multiples():
+    assert multiscale_sizes(64, 16, [1, 0.5, 0.25, 0.125]) == [64, 32, 16, 16]
+    assert multiscale_sizes(256, 16, [1, 0.5, 0.25, 0.125]) == [256, 128, 64, 32]
+    assert multiscale_sizes(100, 8, [1, 0.5]) == [96, 48]
+    with pytest.raises(ValueError):
+        multiscale_sizes(0, 16, [1])
+
+
+def test_knn_faiss_job_matches_a_direct_majority_vote(tiny_vit_dir):
+    src = source(tiny_vit_dir)
+    settings = KnnFaissEvaluation(protocol="knn_faiss", k=5, **COMMON)
+    result = run_knn_faiss(src, settings, NullTracker())
+    train, train_y = src.features(src.model, "train", ["cls"])
+    test, test_y = src.features(src.model, "test", ["cls"])
+    distances = torch.cdist(test["cls"].double(), train["cls"].double())
+    neighbours = distances.topk(5, largest=False).indices
+    votes = F.one_hot(train_y[neighbours], 2).sum(dim=1)
+    expected = 100.0 * (votes.argmax(dim=1) == test_y).double().mean().item()
+    assert result["metrics"]["top1_k5"] == pytest.approx(expected)
+    assert "top1_k5" in result["baselines"]["random_init"]
+
+
+def test_multiscale_knn_averages_the_scales(tiny_vit_dir):
+    src = source(tiny_vit_dir)
+    settings = MultiscaleKnnEvaluation(protocol="knn_multiscale", scales=[1.0, 0.5], k=5,
+                                       random_baseline=False, **COMMON)
+    metrics = run_knn_multiscale(src, settings, NullTracker())["metrics"]
+    assert set(metrics) == {"top1_s16", "top1_s8", "top1"}
+    assert metrics["top1"] == pytest.approx((metrics["top1_s16"] + metrics["top1_s8"]) / 2)
+
+
+def test_dino_feature_choice_follows_the_width():
+    assert dino_feature_variant(torch.nn.Module(), "cls_n2") == "cls_n2"
+    assert dino_feature_variant(torch.nn.Module(), "auto") == "cls"  # a CNN: its pooled features
+    small, wide = torch.nn.Module(), torch.nn.Module()
+    small.embed_dim, wide.embed_dim = 384, 768
+    small.blocks = wide.blocks = torch.nn.ModuleList()
+    assert dino_feature_variant(small, "auto") == "cls_n4"
+    assert dino_feature_variant(wide, "auto") == "cls_n1_avgpool"
+
+
+def test_linear_dino_and_dinov2_jobs_separate_easy_classes(tiny_vit_dir):
+    src = source(tiny_vit_dir)
+    dino = LinearDinoEvaluation(protocol="linear_dino", epochs=30, base_lr=0.5, train_batch_size=8,
+                                random_baseline=False, **COMMON)
+    assert run_linear_dino(src, dino, NullTracker())["metrics"]["top1"] == 100.0
+    grid = LinearDinov2Evaluation(protocol="linear_dinov2", learning_rates=[1e-3, 1.0], n_blocks=[1, 2],
+                                  epochs=20, train_batch_size=8, val_fraction=0.25,
+                                  random_baseline=False, **COMMON)
+    metrics = run_linear_dinov2(src, grid, NullTracker())["metrics"]
+    assert metrics["top1"] == 100.0 and metrics["val_top1"] == 100.0
+    assert metrics["best_lr"] in {1e-3, 1.0}
+
+
+def test_stratified_split_holds_out_a_share_of_every_class():
+    labels = torch.tensor([0] * 10 + [1] * 20)
+    keep, held = stratified_split(labels, 0.1, seed=0)
+    assert sorted(labels[held].tolist()) == [0, 1, 1]
+    assert len(keep) + len(held) == 30 and not set(keep.tolist()) & set(held.tolist())
+
+
+def test_feature_cache_is_reused_and_resumes(tiny_vit_dir, tmp_path):
+    src = source(tiny_vit_dir, tmp_path)
+    first, labels = src.features(src.model, "train", ["cls", "cls_n2"])
+    cache = next((tmp_path / "cache").iterdir())
+    assert (cache / "features.pt").is_file() and not list(cache.glob("chunk_*"))
+    again, _ = src.features(src.model, "train", ["cls", "cls_n2"])
+    torch.testing.assert_close(again["cls_n2"], first["cls_n2"])
+    # an interrupted extraction: one chunk of 1 batch written, then resumed
+    folder = tmp_path / "partial"
+    data = Blobs(24, 0)
+    kwargs = {"mean": [1.5] * 3, "std": [1.6] * 3, "batch_size": 8, "progress": False, "chunk_batches": 1}
+    full, _ = extract_feature_sets(src.model, data, ["cls"], cache_dir=tmp_path / "full", **kwargs)
+    chunk, chunk_labels = extract_feature_sets(src.model, torch.utils.data.Subset(data, range(8)), ["cls"],
+                                               **kwargs)
+    folder.mkdir()
+    torch.save({"features": {"cls": chunk["cls"] + 1000}, "labels": chunk_labels}, folder / "chunk_00000.pt")
+    resumed, resumed_labels = extract_feature_sets(src.model, data, ["cls"], cache_dir=folder, **kwargs)
+    assert torch.equal(resumed["cls"][:8], chunk["cls"] + 1000)  # the chunk was read, not recomputed
+    torch.testing.assert_close(resumed["cls"][8:], full["cls"][8:])
+    assert resumed_labels.tolist() == labels.tolist()
+
+
+def test_retrieval_job_scores_and_draws(tiny_vit_dir, tmp_path):
+    src = source(tiny_vit_dir)
+    settings = RetrievalEvaluation(protocol="retrieval", ks=[1, 3], n_plot_queries=2, n_plot_neighbours=3,
+                                   random_baseline=False, **COMMON)
+    tracker = NullTracker()
+    metrics = run_retrieval(src, settings, tracker, artifact_dir=tmp_path / "art")["metrics"]
+    assert set(metrics) == {"precision_at_1", "precision_at_3", "map"}
+    assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    assert (tmp_path / "art" / "retrieval.png").stat().st_size > 1000
+
+
+def test_finetune_job_learns_the_classes(tiny_vit_dir):
+    src = source(tiny_vit_dir, n_classes=2)
+    settings = FinetuneEvaluation(protocol="finetune", dataset="d", variants=["t"], epochs=6, lr=5e-2,
+                                  warmup_epochs=1, train_batch_size=8, batch_size=8, layer_decay=0.75)
+    metrics = run_finetune(src, settings, NullTracker())["metrics"]
+    assert metrics["top1"] == 100.0 and metrics["train_loss"] < 0.7
+
+
+def test_run_evaluation_writes_the_metrics_file_of_a_new_protocol(tiny_vit_dir, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from rsdino.config import load_params
+    from rsdino.evaluate import run
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", "demo")
+    monkeypatch.chdir(tmp_path)
+    captured = {}
+
+    def fake_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context):
+        captured.update(context)
+        return source(model_dir, tmp_path)
+
+    monkeypatch.setattr(run, "_scene_source", fake_source)
+    out = tmp_path / "metrics" / "demo_retrieval" / "v.json"
+    record = run.run_evaluation("demo_retrieval", params.evaluations["demo_retrieval"], "demo_dino_vit",
+                                params.variants["demo_dino_vit"], model_dir=tiny_vit_dir, raw_dir=tmp_path,
+                                prepared_dir=tmp_path, out=out, params=params, tracker=NullTracker())
+    written = json.loads(out.read_text())
+    assert written["protocol"] == "retrieval" and written["metrics"] == record["metrics"]
+    assert set(written["baselines"]["random_init"]) == {"precision_at_1", "precision_at_5",
+                                                         "precision_at_10", "map"}
+    assert (out.parent / "v_artifacts" / "retrieval.png").is_file()
+    assert captured["native_size"] == 32 and captured["cache_dir"] == Path("data") / "features"
