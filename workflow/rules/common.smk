@@ -111,3 +111,19 @@ TRACKED_DATA = (
     else []
 )
 DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO else []
+
+
+#: Protocols that train a network (fine-tuning, dense heads): a day of GPU time at full scale.
+TRAINING_PROTOCOLS = {"finetune", "multilabel", "change_detection", "segmentation"}
+
+
+def evaluation_gpus(wildcards):
+    """One GPU per evaluation job at the full scale, none for the CPU demo."""
+    return 0 if SCALE == "demo" else 1
+
+
+def evaluation_runtime(wildcards):
+    """Wall-clock minutes of one evaluation job."""
+    if SCALE == "demo":
+        return 30
+    return 1440 if P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS else 240

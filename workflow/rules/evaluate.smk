@@ -1,22 +1,6 @@
 # Evaluation: one job per (evaluation, variant); each writes one metrics file (and, for retrieval and
 # the analyses, PNGs in <metrics file stem>_artifacts/ beside it).
 
-#: Protocols that train a network (fine-tuning, dense heads): a day of GPU time at full scale.
-TRAINING_PROTOCOLS = {"finetune", "multilabel", "change_detection", "segmentation"}
-
-
-def evaluation_gpus(wildcards):
-    """One GPU per evaluation job at the full scale, none for the CPU demo."""
-    return 0 if SCALE == "demo" else 1
-
-
-def evaluation_runtime(wildcards):
-    """Wall-clock minutes of one evaluation job."""
-    if SCALE == "demo":
-        return 30
-    return 1440 if P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS else 240
-
-
 rule evaluate:
     input:
         model=f"{MODELS}/{{variant}}/model.safetensors",
