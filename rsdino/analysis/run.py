@@ -46,12 +46,13 @@ def run_analyses(model_dir: Path, dataset: Dataset, settings: Any, tracker: Trac
         of foreground patches, the mean number of mutual nearest neighbours between consecutive
         images, and the same between images of one class (NaN when no two selected images share one).
     """
-    from rsdino.evaluate.features import _Collate
+    from rsdino.evaluate.features import _Collate, with_dataset_statistics
     from rsdino.evaluate.knn import _load_backbone
     from rsdino.evaluate.retrieval import _rgb
     from rsdino.evaluate.tokens import cls_attention, is_vit, patch_tokens
 
     model, meta = _load_backbone(Path(model_dir))
+    meta = with_dataset_statistics(meta, dataset)
     model.eval().to(device)
     size = settings.image_size or meta.get("img_size")
     gen = torch.Generator().manual_seed(settings.seed)

@@ -195,3 +195,21 @@ def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[
         for i in range(chunk_index):
             (Path(cache_dir) / f"chunk_{i:05d}.pt").unlink(missing_ok=True)
     return features, all_labels
+
+
+def with_dataset_statistics(meta: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """``meta`` with ``mean``/``std`` replaced by the evaluation dataset's training-split statistics.
+
+    Every evaluation standardises its inputs band by band with the statistics of the dataset it
+    evaluates on (``dataset.stats``, computed on that dataset's training split), not with those of
+    the pretraining data: a model pretrained on 8-bit SeCo and evaluated on 16-bit EuroSAT DN would
+    otherwise see inputs hundreds of standard deviations off. Falls back to the model's own
+    statistics when the dataset has none (or a different number of bands).
+    """
+    stats = getattr(dataset, "stats", None)
+    if not isinstance(stats, dict) or "mean" not in stats or "std" not in stats:
+        return meta
+    if meta.get("mean") is not None and len(stats["mean"]) != len(meta["mean"]):
+        return meta
+    return {**meta, "mean": [float(v) for v in stats["mean"]], "std": [float(v) for v in stats["std"]]}
+

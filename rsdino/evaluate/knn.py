@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from rsdino.config import KnnEvaluation
-from rsdino.evaluate.features import FeaturesFn, extract_features
+from rsdino.evaluate.features import FeaturesFn, extract_features, with_dataset_statistics
 from rsdino.tracking import Tracker
 
 #: Prefix of the DINOv2-RS majority-vote metrics in ``run_knn_evaluation``'s results.
@@ -260,6 +260,7 @@ def run_knn_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset: Da
     if dataset_bands is not None and meta.get("bands") and list(dataset_bands) != list(meta["bands"]):
         raise ValueError(f"{model_dir}: the model was trained on bands {meta['bands']}, "
                          f"the evaluation dataset has {list(dataset_bands)}")
+    meta = with_dataset_statistics(meta, train_dataset)
     extract = {"mean": meta["mean"], "std": meta["std"], "batch_size": settings.batch_size,
                "image_size": settings.image_size or meta.get("img_size"), "device": device,
                "progress": progress, "features_fn": features_fn}

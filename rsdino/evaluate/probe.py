@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rsdino.config import LinearEvaluation
-from rsdino.evaluate.features import extract_features
+from rsdino.evaluate.features import extract_features, with_dataset_statistics
 from rsdino.evaluate.knn import _load_backbone, _n_classes, _random_backbone
 from rsdino.evaluate.linear import logistic_regression_probe
 from rsdino.tracking import Tracker
@@ -31,6 +31,7 @@ def run_linear_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset:
     with accuracies in percent, and logs them (baseline keys prefixed ``random_init/``).
     """
     model, meta = _load_backbone(Path(model_dir))
+    meta = with_dataset_statistics(meta, train_dataset)
     extract = {"mean": meta["mean"], "std": meta["std"], "batch_size": settings.batch_size,
                "image_size": settings.image_size or meta.get("img_size"), "device": device,
                "progress": progress}

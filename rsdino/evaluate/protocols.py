@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rsdino.evaluate.features import cache_key, extract_feature_sets
+from rsdino.evaluate.features import cache_key, extract_feature_sets, with_dataset_statistics
 from rsdino.evaluate.knn import _load_backbone, _n_classes, _random_backbone, majority_knn_faiss, weighted_knn
 from rsdino.evaluate.linear import dino_linear_probe, dinov2_linear_grid
 from rsdino.tracking import Tracker
@@ -56,6 +56,7 @@ class FeatureSource:
             raise ValueError(f"{self.model_dir}: the model was trained on bands {self.meta['bands']}, "
                              f"the evaluation dataset has {list(bands)}")
         self.datasets = datasets
+        self.meta = with_dataset_statistics(self.meta, datasets.get("train", next(iter(datasets.values()))))
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.image_size = image_size or self.meta.get("img_size")

@@ -296,7 +296,6 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if device == "cpu":  # bitwise reproducible resume on CPU; GPUs keep their fast kernels
         torch.use_deterministic_algorithms(True, warn_only=True)
-    _STOP.clear()
     try:
         torch.manual_seed(variant.seed)
         np.random.seed(variant.seed)
@@ -362,6 +361,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
         bar.close()
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+        _STOP.clear()  # a stop requested during start-up (imports, MLflow) still stops this run
 
     weights = out_dir / "model.safetensors"
     if info.is_main:

@@ -87,3 +87,21 @@ def test_errors():
     with pytest.raises(ValueError, match="empty"):
         extract_features(torch.nn.Identity(), ListDataset([], []), mean=[0.0] * 3, std=[1.0] * 3,
                          progress=False, features_fn=band_means)
+
+
+def test_evaluations_standardise_with_the_evaluation_datasets_statistics() -> None:
+    from rsdino.evaluate.features import with_dataset_statistics
+
+    class WithStats:
+        stats = {"mean": [100.0, 200.0], "std": [10.0, 20.0]}
+
+    meta = {"mean": [1.0, 2.0], "std": [0.1, 0.2], "img_size": 32}
+    out = with_dataset_statistics(meta, WithStats())
+    assert out["mean"] == [100.0, 200.0] and out["std"] == [10.0, 20.0] and out["img_size"] == 32
+    assert meta["mean"] == [1.0, 2.0]  # not modified in place
+    assert with_dataset_statistics(meta, object()) is meta  # no statistics: the model's own
+
+    class OtherBands:
+        stats = {"mean": [1.0], "std": [1.0]}
+
+    assert with_dataset_statistics(meta, OtherBands()) is meta
