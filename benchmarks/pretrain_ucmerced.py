@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/rsdino-ucmerced"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with open(args.data / "split.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    with open(args.data / "split.csv", newline="") as handle:  # `path,split` lines, no header
+        rows = [{"path": path, "split": split} for path, split in csv.reader(handle)
+                if (path, split) != ("path", "split")]
     classes = sorted({row["path"].split("/")[0] for row in rows})
     split = {name: [(row["path"], classes.index(row["path"].split("/")[0])) for row in rows
                     if row["split"] == name] for name in ("train", "test")}

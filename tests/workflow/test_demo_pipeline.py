@@ -95,8 +95,8 @@ def test_second_run_does_nothing_and_dvc_is_up_to_date(demo):
 def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo, job_counts):
     params = demo["root"] / "params.yaml"
     original = params.read_text()
-    params.write_text(original.replace("    temperature: 0.07\n    random_baseline: true",
-                                       "    temperature: 0.1\n    random_baseline: true", 1))
+    params.write_text(original.replace("    c: 1.0\n    random_baseline: true",
+                                       "    c: 0.5\n    random_baseline: true", 1))  # demo_linear
     try:
         plan = run(demo, "snakemake", "--profile", "local", "-n", "all")
         counts = job_counts(plan)
@@ -113,13 +113,18 @@ def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     steps = {r.data.tags.get("rsdino.step") for r in runs}
     assert {"download", "prepare", "pretrain", "knn", "linear_logistic", "report"} <= steps
-    pretrain = next(r for r in runs if r.data.tags.get("rsdino.step") == "pretrain")
-    assert pretrain.data.params["method"] == "dino"
+    pretraining = [r for r in runs if r.data.tags.get("rsdino.step") == "pretrain"]
+    from rsdino.models.catalog import METHODS
+
+    assert {r.data.params["method"] for r in pretraining} == set(METHODS)  # one tiny variant each
+    pretrain = next(r for r in pretraining if r.data.params["method"] == "dino")
     assert pretrain.data.params["backbone"] == "vit_tiny_patch8"
     assert pretrain.data.params["dataset"] == "demo_eurosat"
     assert "loss" in pretrain.data.metrics and "lr" in pretrain.data.metrics
+    dinov2 = next(r for r in pretraining if r.data.params["method"] == "dinov2")
+    assert {"loss_dino", "loss_ibot", "loss_koleo", "teacher_entropy"} <= set(dinov2.data.metrics)
     assert len(client.get_metric_history(pretrain.info.run_id, "loss")) > 10
     parent_id = pretrain.data.tags["mlflow.parentRunId"]
-    knn = next(r for r in runs if r.data.tags.get("rsdino.step") == "knn")
-    assert knn.data.tags["mlflow.parentRunId"] == parent_id
+    knn = [r for r in runs if r.data.tags.get("rsdino.step") == "knn"]
+    assert len(knn) == 6 and [r.data.tags["mlflow.parentRunId"] for r in knn].count(parent_id) == 1
     assert client.get_run(parent_id).data.tags["rsdino.group"] == "demo_dino_vit"
