@@ -163,7 +163,6 @@ def step_run(*, experiment: str, tracking_uri: str, artifact_location: str, grou
 
     tracking_uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri)
     common_tags = {"rsdino.group": group}
     commit = git_commit()
     if commit:
@@ -171,6 +170,9 @@ def step_run(*, experiment: str, tracking_uri: str, artifact_location: str, grou
     lock = _lock_path(tracking_uri)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock), timeout=600):
+        # Opening the store creates and migrates a new sqlite database: one process at a time
+        # (parallel first jobs otherwise race in MLflow's schema migration).
+        client = MlflowClient(tracking_uri=tracking_uri)
         experiment_id = _experiment_id(client, experiment, artifact_location)
         parent_id = _parent_run_id(client, experiment_id, group, common_tags)
         child = client.create_run(
