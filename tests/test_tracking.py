@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ with step_run(experiment="rsdino", tracking_uri=sys.argv[1], artifact_location=s
 def test_parallel_first_jobs_share_a_fresh_store(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     uri, artifacts = f"sqlite:///{db}", str(tmp_path / "mlartifacts")
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri, artifacts, f"d{i}"], cwd=tmp_path,
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # no URI from other tests
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri, artifacts, f"d{i}"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(3)]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), "\n".join(outputs)[-4000:]
