@@ -23,9 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import Dataset
 
-from rsdino.data.prepared import check_prepared_dir, read_prepared_json, rgb_figure, seeded_subset
+from rsdino.data.prepared import (
+    PreparedDataset,
+    check_prepared_dir,
+    read_prepared_json,
+    rgb_figure,
+    seeded_subset,
+)
 from rsdino.data.segmentation import image_size, read_window, tile_origins
 from rsdino.data.stats import compute_band_stats
 from rsdino.io import atomic_directory, write_json
@@ -142,7 +147,7 @@ def prepare_change_dataset(
 Sample = dict[str, Any]
 
 
-class ChangePairDataset(Dataset):
+class ChangePairDataset(PreparedDataset):
     """Bi-temporal tiles of one split of a prepared OSCD folder.
 
     Args:
@@ -172,18 +177,6 @@ class ChangePairDataset(Dataset):
         self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
         self._stats: dict[str, Any] | None = None
 
-    @property
-    def bands(self) -> list[str]:
-        """Band names, in channel order."""
-        return self.metadata["bands"]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training tiles, both dates (``stats.json``)."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
-
     def __len__(self) -> int:
         """Number of tiles."""
         return len(self.tiles)
@@ -211,11 +204,6 @@ class ChangePairDataset(Dataset):
             "mask": torch.from_numpy(mask.astype(np.int64)),
             "path": f"{tile['city']}@{tile['x']},{tile['y']}",
         }
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of the second date's RGB composite with the change mask drawn over it."""

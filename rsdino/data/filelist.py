@@ -21,9 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import Dataset
 
-from rsdino.data.prepared import check_prepared_dir, read_prepared_json, rgb_figure, seeded_subset
+from rsdino.data.prepared import (
+    PreparedDataset,
+    check_prepared_dir,
+    read_prepared_json,
+    rgb_figure,
+    seeded_subset,
+)
 from rsdino.data.readers import read_image
 from rsdino.data.stats import compute_band_stats
 from rsdino.io import atomic_directory, write_json, write_text
@@ -107,7 +112,7 @@ def prepare_image_list(
 Sample = dict[str, Any]
 
 
-class ImageListDataset(Dataset):
+class ImageListDataset(PreparedDataset):
     """Images of one split of a prepared unlabelled collection.
 
     Args:
@@ -137,18 +142,6 @@ class ImageListDataset(Dataset):
         self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
         self._stats: dict[str, Any] | None = None
 
-    @property
-    def bands(self) -> list[str]:
-        """Band names, in channel order."""
-        return self.metadata["bands"]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of (a subsample of) the training split."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
-
     def __len__(self) -> int:
         """Number of images."""
         return len(self.paths)
@@ -157,11 +150,6 @@ class ImageListDataset(Dataset):
         """Return item ``index`` without the transform."""
         rel = self.paths[index]
         return {"image": torch.from_numpy(read_image(self.raw_dir / rel).astype(np.float32)), "path": rel}
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of image ``index``."""

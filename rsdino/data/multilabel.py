@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from rsdino.data.bigearthnet import LABELS_19, labels_to_multihot, read_patch_metadata
 from rsdino.data.prepared import (
+    PreparedDataset,
     check_prepared_dir,
     read_prepared_json,
     rgb_figure,
@@ -100,7 +100,7 @@ def prepare_multilabel_dataset(raw_dir: Path, out_dir: Path, *, name: str, class
 Sample = dict[str, Any]
 
 
-class MultiLabelPatchDataset(Dataset):
+class MultiLabelPatchDataset(PreparedDataset):
     """Patches of one split of a prepared BigEarthNet-layout folder with 19-class multi-hot targets.
 
     Args:
@@ -127,18 +127,6 @@ class MultiLabelPatchDataset(Dataset):
         self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
         self._stats: dict[str, Any] | None = None
 
-    @property
-    def bands(self) -> list[str]:
-        """Band names, in channel order."""
-        return self.metadata["bands"]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training split (``stats.json``)."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
-
     def __len__(self) -> int:
         """Number of patches in the split."""
         return len(self.records)
@@ -149,11 +137,6 @@ class MultiLabelPatchDataset(Dataset):
         image = read_patch(self.raw_dir, record["path"], self.bands, self.metadata["native_size"])
         return {"image": torch.from_numpy(image.astype(np.float32)),
                 "label": torch.from_numpy(labels_to_multihot(record["labels"], 19)), "path": record["path"]}
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of patch ``index`` (RGB composite, or the first band in grey) titled with its labels."""

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch.utils.data import Dataset
 
 
 def read_prepared_json(prepared_dir: Path, name: str) -> Any:
@@ -68,3 +69,38 @@ def rgb_figure(image: torch.Tensor | np.ndarray, bands: list[str], rgb_bands: li
     axes.set_title(title, fontsize=8)
     axes.axis("off")
     return figure
+
+
+class PreparedDataset(Dataset):
+    """What every reader of a prepared folder shares: band names, statistics, transformed items.
+
+    Subclasses set ``prepared_dir``, ``metadata`` (``dataset.json``), ``transform`` and
+    ``_stats = None`` in ``__init__`` and implement ``load(index)`` and ``__len__``.
+    """
+
+    prepared_dir: Path
+    metadata: dict[str, Any]
+    transform: Any
+    _stats: dict[str, Any] | None
+
+    @property
+    def bands(self) -> list[str]:
+        """Band names, in channel order."""
+        return self.metadata["bands"]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Per-band ``mean`` and ``std`` of the training split (``stats.json``)."""
+        if self._stats is None:
+            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
+        return self._stats
+
+    def load(self, index: int) -> dict[str, Any]:
+        """Item ``index`` without the transform."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Any:
+        """Return item ``index``, passed through ``transform`` when one is set."""
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample
+

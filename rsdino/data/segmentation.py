@@ -28,9 +28,14 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 from rasterio.windows import Window
-from torch.utils.data import Dataset
 
-from rsdino.data.prepared import check_prepared_dir, read_prepared_json, rgb_figure, seeded_subset
+from rsdino.data.prepared import (
+    PreparedDataset,
+    check_prepared_dir,
+    read_prepared_json,
+    rgb_figure,
+    seeded_subset,
+)
 from rsdino.data.stats import compute_band_stats
 from rsdino.io import atomic_directory, write_json
 
@@ -211,7 +216,7 @@ def _read_tile_key(raw_dir: Path, key: str, size: int) -> np.ndarray:
 Sample = dict[str, Any]
 
 
-class SegmentationTileDataset(Dataset):
+class SegmentationTileDataset(PreparedDataset):
     """Tiles of one split (and tile size) of a prepared segmentation dataset.
 
     Args:
@@ -241,18 +246,6 @@ class SegmentationTileDataset(Dataset):
         self._decode = SEG_LAYOUTS[self.metadata["layout"]][1]
         self._stats: dict[str, Any] | None = None
 
-    @property
-    def bands(self) -> list[str]:
-        """Band names, in channel order."""
-        return self.metadata["bands"]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training tiles (``stats.json``)."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
-
     def __len__(self) -> int:
         """Number of tiles."""
         return len(self.tiles)
@@ -265,11 +258,6 @@ class SegmentationTileDataset(Dataset):
         mask = self._decode(read_window(self.raw_dir / tile["mask"], tile["x"], tile["y"], size))
         return {"image": torch.from_numpy(image.astype(np.float32)), "mask": torch.from_numpy(mask),
                 "path": f"{tile['image']}@{tile['x']},{tile['y']}"}
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of tile ``index``: its RGB composite with the mask drawn over it."""
