@@ -6,7 +6,7 @@ literal and add it to the ``EvaluationConfig`` union at the end of this module.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -30,12 +30,21 @@ class FrozenFeatureEvaluation(StrictModel):
     seed: int = 0
 
 
+KnnTies = Literal["smallest_label", "torch_sort"]
+KNN_TIE_RULES: tuple[str, ...] = get_args(KnnTies)
+
+
 class KnnEvaluation(FrozenFeatureEvaluation):
-    """Weighted kNN on L2-normalised frozen CLS features (DINO protocol)."""
+    """Weighted kNN on L2-normalised frozen CLS features (DINO protocol).
+
+    ``ties`` orders classes of equal score for top-5: ``smallest_label`` (deterministic) or
+    ``torch_sort`` (DINO's code: torch's unstable sort, device-dependent).
+    """
 
     protocol: Literal["knn"]
     ks: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
     temperature: float = Field(0.07, gt=0)
+    ties: KnnTies = "smallest_label"
     published_protocol: str = "knn_weighted_k20"
 
     @field_validator("ks")

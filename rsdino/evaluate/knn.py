@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from rsdino.config import KnnEvaluation
+from rsdino.config.evaluations import KNN_TIE_RULES
 from rsdino.evaluate.features import FeaturesFn, extract_features, with_dataset_statistics
 from rsdino.tracking import Tracker
 
@@ -43,15 +44,34 @@ def _check_inputs(train_features: Tensor, train_labels: Tensor, test_features: T
         raise ValueError(f"training labels must lie in [0, {n_classes})")
 
 
+def _rank_classes(neighbour_labels: Tensor, weights: Tensor, n_classes: int, ties: str) -> Tensor:
+    """All classes (B, n_classes) ordered by summed vote weight, best first (see ``weighted_knn``)."""
+    if ties == "smallest_label":
+        scores = torch.zeros(weights.shape[0], n_classes, dtype=torch.float64)
+        scores.scatter_add_(1, neighbour_labels, weights.double())  # (B, n_classes)
+        return torch.sort(scores, dim=1, descending=True, stable=True).indices
+    # "torch_sort": the reference's arithmetic (float32 one-hot products summed over the k
+    # neighbours) and its unstable descending sort, whose order of equal scores is torch's own.
+    batch, k = neighbour_labels.shape
+    one_hot = torch.zeros(batch * k, n_classes, dtype=torch.float32)
+    one_hot.scatter_(1, neighbour_labels.reshape(-1, 1), 1)
+    scores = torch.sum(one_hot.view(batch, k, n_classes) * weights.float().view(batch, k, 1), 1)
+    return scores.sort(1, True).indices
+
+
 def weighted_knn_ranked(train_features: Tensor, train_labels: Tensor, test_features: Tensor, *,
                         ks: Sequence[int], temperature: float, n_classes: int,
-                        batch_size: int = 256) -> dict[int, Tensor]:
+                        batch_size: int = 256, ties: str = "smallest_label") -> dict[int, Tensor]:
     """Classes ranked by weighted-kNN score, for every k in ``ks`` (see ``weighted_knn``).
 
     Returns ``{k: ranked}`` with ``ranked`` (M, min(5, n_classes)) int64: the best classes of each
-    test feature, best first; equal scores are ranked by the smallest label. A ``k`` larger than
-    the number of training features N uses all N neighbours.
+    test feature, best first. A ``k`` larger than the number of training features N uses all N
+    neighbours. ``ties`` orders equal scores: ``"smallest_label"`` (deterministic, scores in
+    float64) or ``"torch_sort"`` (float32 scores and torch's unstable sort, as in DINO's
+    ``eval_knn.knn_classifier``; the order of equal scores then depends on torch and the device).
     """
+    if ties not in KNN_TIE_RULES:
+        raise ValueError(f"ties must be one of {KNN_TIE_RULES}, got {ties!r}")
     _check_inputs(train_features, train_labels, test_features, n_classes)
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
@@ -63,12 +83,11 @@ def weighted_knn_ranked(train_features: Tensor, train_labels: Tensor, test_featu
         similarity = test[start:start + batch_size] @ train.T  # (B, N) cosine similarities
         sims, index = similarity.topk(k_max, dim=1, largest=True, sorted=True)  # (B, k_max)
         neighbour_labels = labels[index]  # (B, k_max)
-        weights = torch.exp(sims.double() / temperature)  # exp(s_i / T), (B, k_max)
+        # exp(s_i / T), (B, k_max); float32 like the reference when its tie order is wanted.
+        weights = torch.exp((sims.double() if ties == "smallest_label" else sims) / temperature)
         for k in ks:
             kk = min(k, k_max)
-            scores = torch.zeros(sims.shape[0], n_classes, dtype=torch.float64)
-            scores.scatter_add_(1, neighbour_labels[:, :kk], weights[:, :kk])  # (B, n_classes)
-            order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+            order = _rank_classes(neighbour_labels[:, :kk], weights[:, :kk], n_classes, ties)
             ranked[k].append(order[:, :n_ranked])
     return {k: torch.cat(parts) if parts else torch.empty(0, n_ranked, dtype=torch.int64)
             for k, parts in ranked.items()}
@@ -86,7 +105,8 @@ def _accuracies(ranked: Tensor, test_labels: Tensor, k: int, n_classes: int) -> 
 
 def weighted_knn(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
                  test_labels: Tensor, *, ks: Sequence[int] = (10, 20, 100, 200),
-                 temperature: float = 0.07, n_classes: int, batch_size: int = 256) -> dict[str, float]:
+                 temperature: float = 0.07, n_classes: int, batch_size: int = 256,
+                 ties: str = "smallest_label") -> dict[str, float]:
     r"""Weighted k-nearest-neighbour accuracy, the DINO protocol.
 
     Features are L2-normalised, :math:`\hat z = z / \lVert z \rVert_2`. For a test feature
@@ -95,9 +115,12 @@ def weighted_knn(train_features: Tensor, train_labels: Tensor, test_features: Te
 
     .. math:: \mathrm{score}(c) = \sum_{i \in N_k} \mathbb{1}[y_i = c] \, \exp(s_i / T).
 
-    The prediction is :math:`\arg\max_c \mathrm{score}(c)` (ties: the smallest label). Top-1
-    accuracy is the percentage of test features whose label is the prediction; top-5 the percentage
-    whose label is among the five best-scored classes (only the first min(5, k) count, as in DINO).
+    The prediction is :math:`\arg\max_c \mathrm{score}(c)`. Top-1 accuracy is the percentage of
+    test features whose label is the prediction; top-5 the percentage whose label is among the five
+    best-scored classes (only the first min(5, k) count, as in DINO). Equal scores, mostly the zero
+    scores of classes no neighbour voted for when fewer than five classes got votes, are ordered by
+    ``ties``: the smallest label first (default), or torch's unstable sort as DINO's code does,
+    which reproduces its top-5 on the same device but is not defined by the formula.
     Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021 (k = 20,
     T = 0.07), after Wu et al., CVPR 2018.
 
@@ -110,13 +133,15 @@ def weighted_knn(train_features: Tensor, train_labels: Tensor, test_features: Te
         temperature: T in the vote weight.
         n_classes: number of classes.
         batch_size: test features per similarity block (memory: batch_size x N).
+        ties: ``"smallest_label"`` or ``"torch_sort"`` (see above).
 
     Returns:
         ``{"top1_k20": ..., "top5_k20": ..., "top1_k10": ...}`` in percent; ``top5_*`` only when
         n_classes >= 5.
     """
     ranked = weighted_knn_ranked(train_features, train_labels, test_features, ks=ks,
-                                 temperature=temperature, n_classes=n_classes, batch_size=batch_size)
+                                 temperature=temperature, n_classes=n_classes, batch_size=batch_size,
+                                 ties=ties)
     metrics: dict[str, float] = {}
     for k in ks:
         metrics.update(_accuracies(ranked[k], test_labels, k, n_classes))
@@ -197,7 +222,8 @@ def _score(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], settings: 
            n_classes: int, k_plot: int) -> tuple[dict[str, float], Tensor]:
     """Weighted-kNN metrics for every k, the majority-vote k=20 metric, and predictions at k_plot."""
     ranked = weighted_knn_ranked(train[0], train[1], test[0], ks=settings.ks,
-                                 temperature=settings.temperature, n_classes=n_classes)
+                                 temperature=settings.temperature, n_classes=n_classes,
+                                 ties=settings.ties)
     metrics: dict[str, float] = {}
     for k in settings.ks:
         metrics.update(_accuracies(ranked[k], test[1], k, n_classes))

@@ -80,6 +80,42 @@ def test_weighted_knn_k_above_train_size_uses_all():
     assert got == {"top1_k200": 100.0}
 
 
+def test_weighted_knn_tie_rules_differ_only_in_unvoted_classes():
+    # 12 classes, k = 2: each test point has at most 2 voted classes, so top-5 is decided by how
+    # the ten zero-score classes are ordered.
+    gen = torch.Generator().manual_seed(3)
+    n_classes, k = 12, 2
+    train = torch.randn(40, 8, generator=gen)
+    train_labels = torch.randint(0, n_classes, (40,), generator=gen)
+    test = torch.randn(30, 8, generator=gen)
+    test_labels = torch.randint(0, n_classes, (30,), generator=gen)
+    ranked = {ties: knn.weighted_knn_ranked(train, train_labels, test, ks=[k], temperature=0.07,
+                                            n_classes=n_classes, ties=ties)[k]
+              for ties in ("smallest_label", "torch_sort")}
+    assert torch.equal(ranked["smallest_label"][:, 0], ranked["torch_sort"][:, 0])  # same top-1
+    # Independently: the float32 vote of each test point, then torch's own descending sort.
+    sims = F_normalize(test) @ F_normalize(train).T
+    top_sims, index = sims.topk(k, dim=1)
+    for row in range(test.shape[0]):
+        scores = torch.zeros(n_classes)
+        for sim, neighbour in zip(top_sims[row], index[row], strict=True):
+            scores[train_labels[neighbour]] += torch.exp(sim / 0.07)
+        voted = scores.nonzero().flatten().tolist()
+        expected_small = sorted(voted, key=lambda c: -float(scores[c])) + \
+            [c for c in range(n_classes) if c not in voted]
+        assert ranked["smallest_label"][row].tolist() == expected_small[:5]
+        assert ranked["torch_sort"][row].tolist() == scores.sort(0, True).indices[:5].tolist()
+    with pytest.raises(ValueError, match="ties"):
+        knn.weighted_knn_ranked(train, train_labels, test, ks=[k], temperature=0.07,
+                                n_classes=n_classes, ties="random")
+    with pytest.raises(ValueError, match="ties"):
+        KnnEvaluation(protocol="knn", dataset="d", variants=["v"], ties="random")
+
+
+def F_normalize(x):
+    return x / x.norm(dim=1, keepdim=True)
+
+
 def test_weighted_knn_rejects_bad_labels():
     with pytest.raises(ValueError, match="labels"):
         weighted_knn(torch.randn(4, 3), torch.tensor([0, 1, 2, 5]), torch.randn(2, 3),
