@@ -233,13 +233,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     """Build the results tables (Markdown and CSV), the summary metrics and the plots."""
     from rsdino.config import load_params
-    from rsdino.report.plots import plot_ours_vs_published
+    from rsdino.report.plots import TRAINING_CURVES, plot_ours_vs_published, plot_training_curves
     from rsdino.report.tables import build_tables, write_summary
     from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     for path in args.metrics:
         require(path, "metrics file", "run the evaluation first")
+    for path in args.histories:
+        require(path, "training history", "run the pretraining first")
     with _step(params, group="report", step="report", run_name="report",
                params={"scale": params.scale, "tables": ",".join(params.selected.tables)}) as tracker:
         written = build_tables(list(args.metrics), params, args.out)
@@ -252,6 +254,11 @@ def cmd_report(args: argparse.Namespace) -> None:
                 png.parent.mkdir(parents=True, exist_ok=True)
                 plot_ours_vs_published(path, png)
                 tracker.log_artifact(png, artifact_path="plots")
+        if args.histories:
+            args.plots.mkdir(parents=True, exist_ok=True)
+            curves = plot_training_curves(list(args.histories), args.plots / TRAINING_CURVES)
+            tracker.log_artifact(curves, artifact_path="plots")
+            written.append(curves)
     for path in written:
         print(path)
 
@@ -369,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the tables")
     p.add_argument("--summary", type=Path, required=True, help="summary metrics JSON (for DVC)")
     p.add_argument("--plots", type=Path, required=True, help="folder for the plots")
+    p.add_argument("--histories", type=Path, nargs="*", default=[],
+                   help="pretraining history.csv files, drawn as training curves in the plots folder")
 
     p = add("dvc-commit", cmd_dvc_commit)
     p.add_argument("--stage", default="tables", help="DVC stage to record (default: tables)")

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from rsdino.io import atomic_path
 
+TRAINING_CURVES = "training_curves.png"
 SERIES = (("ours", "ours", "tab:blue"), ("random_init", "random init", "tab:gray"),
           ("published", "published", "tab:orange"))
 
@@ -44,4 +45,44 @@ def plot_ours_vs_published(csv_path: Path, out_png: Path) -> Path:
     ax.set_title(table)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
+    return Path(out_png)
+
+
+CURVE_PANELS = (("loss", "total loss"), ("student_std", "student std (collapse: → 0)"),
+                ("teacher_entropy", "teacher entropy (collapse: → 0 or log K)"), ("lr", "learning rate"))
+
+
+def plot_training_curves(histories: list[Path], out_png: Path) -> Path:
+    """Training curves of every variant, one panel per signal and one line per variant.
+
+    ``histories`` are the ``history.csv`` files of ``rsdino.train.pretrain`` (one row per step;
+    the variant's name is the file's folder). Panels: total loss, student std, teacher entropy and
+    learning rate against epochs; a signal a file lacks is left out of its panel. A file that is not
+    such a CSV raises ``ValueError`` naming it. Written atomically to ``out_png``.
+    """
+    frames: dict[str, pd.DataFrame] = {}
+    for path in histories:
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: not a readable training history CSV ({error})") from error
+        if "epoch" not in frame.columns:
+            raise ValueError(f"{path}: training history has no 'epoch' column (columns: {list(frame.columns)})")
+        frames[Path(path).parent.name] = frame
+    fig = Figure(figsize=(11.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, 2).flatten()
+    for ax, (column, title) in zip(axes, CURVE_PANELS, strict=True):
+        for variant, frame in frames.items():
+            if column in frame.columns:
+                ax.plot(frame["epoch"], frame[column], linewidth=1, label=variant)
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    if frames:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.suptitle("Pretraining curves")
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     return Path(out_png)

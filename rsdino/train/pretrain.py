@@ -19,8 +19,10 @@ draws the views. The loop:
 - writes ``checkpoints/last.pt`` atomically after every epoch, every ``checkpoint_every_steps``
   steps and when ``request_stop()`` was called (then raises ``TrainingInterrupted``), with everything
   needed to resume bit for bit on CPU: model (student, teacher, centres), optimizer, step, random
-  states, loss history;
-- logs every loss term, lr, wd, momentum, teacher temperature and the collapse signals to MLflow.
+  states, metric history;
+- logs every loss term, lr, wd, momentum, teacher temperature and the collapse signals to MLflow,
+  and writes them all, one row per step, to ``history.csv`` beside the exported weights (the report's
+  training curves).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from safetensors.torch import save_file
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 
 from rsdino import views as view_recipes
 from rsdino.config.variants import VariantConfig
+from rsdino import io as rio
 from rsdino.io import atomic_path
 from rsdino.models.backbones import backbone_spec, export_backbone
 from rsdino.models.catalog import BACKBONES
@@ -61,6 +65,7 @@ _NOT_TRAINING = {"description", "resources", "published", "launcher", "num_worke
 _STOP = threading.Event()
 #: The whole EMA teacher branch (backbones, heads, fusion), beside the exported backbone.
 TEACHER_FILE = "teacher.safetensors"
+HISTORY_FILE = "history.csv"  # one row per step: step, epoch and every logged metric
 
 
 class TrainingInterrupted(RuntimeError):
@@ -193,10 +198,24 @@ def _clip_gradients(parameters: list[torch.nn.Parameter], clip: float, mode: str
         param.grad.mul_(scale.clamp(max=1.0))
 
 
+def _is_loss(name: str) -> bool:
+    return name == "loss" or name.startswith("loss_")
+
+
+def write_history(history: dict[str, list[float]], steps_per_epoch: int, path: Path) -> Path:
+    """Write the per-step metrics as CSV (``step``, ``epoch`` = step / steps per epoch, then one
+    column per metric), atomically."""
+    n = max((len(v) for v in history.values()), default=0)
+    frame = pd.DataFrame({"step": np.arange(1, n + 1), "epoch": np.arange(1, n + 1) / steps_per_epoch})
+    for name, values in history.items():
+        frame[name] = pd.Series(values, dtype="float64")
+    return rio.write_text(path, frame.to_csv(index=False))
+
+
 def _plot_losses(history: dict[str, list[float]], steps_per_epoch: int, path: Path, title: str) -> Path:
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    for name, values in history.items():
+    for name, values in ((k, v) for k, v in history.items() if _is_loss(k)):
         ax.plot(np.arange(1, len(values) + 1) / steps_per_epoch, values, linewidth=1, label=name)
     ax.set(xlabel="epoch", ylabel="loss", title=title)
     ax.grid(alpha=0.3)
@@ -267,8 +286,8 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
     """Pretrain ``variant`` on ``dataset`` and export the teacher backbone to ``out_dir``.
 
     Resumes from ``out_dir/checkpoints/last.pt`` when it was written by the same settings (a
-    finished run's checkpoint only re-exports). Writes ``model.safetensors``, ``model.json`` and
-    ``loss.png`` (rank 0); logs per-step metrics (``loss`` and ``loss_<term>`` for every term,
+    finished run's checkpoint only re-exports). Writes ``model.safetensors``, ``model.json``,
+    ``teacher.safetensors``, ``history.csv`` and ``loss.png`` (rank 0); logs per-step metrics (``loss`` and ``loss_<term>`` for every term,
     ``lr``, ``wd``, ``momentum``, ``teacher_temp``, ``student_std``, ``teacher_entropy``) to
     ``tracker``. Returns the path of ``model.safetensors``. ``gsd`` is the data's native ground
     sample distance in metres (a sample's own ``gsd`` overrides it).
@@ -345,8 +364,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
                 metrics = train_step(model, optimizer, _to_device(batch, device), step, schedules, variant,
                                      epoch < optim.freeze_last_layer_epochs, autocast)
                 for key, value in metrics.items():
-                    if key == "loss" or key.startswith("loss_"):
-                        history.setdefault(key, []).append(value)
+                    history.setdefault(key, []).append(value)
                 if info.is_main:
                     tracker.log_metrics(metrics, step)
                 step += 1
@@ -380,6 +398,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
         teacher_state = {k: v.detach().cpu().contiguous() for k, v in model.teacher.state_dict().items()}
         with atomic_path(out_dir / TEACHER_FILE, suffix=".safetensors") as tmp:
             save_file(teacher_state, str(tmp), metadata={"method": variant.method, "variant": variant_name})
+        tracker.log_artifact(write_history(history, steps, out_dir / HISTORY_FILE))
         if history:
             tracker.log_artifact(_plot_losses(history, steps, out_dir / "loss.png", variant_name))
     if created_group:

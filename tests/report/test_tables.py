@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.image import imread
 
 from rsdino.config import parse_params
-from rsdino.report.plots import plot_ours_vs_published
+from rsdino.report.plots import plot_ours_vs_published, plot_training_curves
 from rsdino.report.published import AmbiguousPublishedValue, lookup, lookup_entry
 from rsdino.report.tables import CSV_COLUMNS, MetricsFileError, build_tables, write_summary
 
@@ -196,3 +199,25 @@ def test_reference_to_an_unknown_evaluation_names_the_table(tmp_path):
                                             "reference": ["ghost"]}})
     with pytest.raises(ValueError, match=r"tables\.knn_table\.reference\.0: unknown evaluation 'ghost'"):
         build_tables([], params, tmp_path)
+
+
+def test_training_curves_draw_every_history_and_name_a_bad_file(tmp_path):
+    histories = []
+    for variant, decay in (("dino_a", 0.5), ("dino_b", 0.9)):
+        folder = tmp_path / variant
+        folder.mkdir()
+        steps = np.arange(1, 9)
+        pd.DataFrame({"step": steps, "epoch": steps / 4, "loss": 10 * decay ** steps,
+                      "student_std": 0.1 + 0 * steps, "lr": 1e-3 * steps}).to_csv(folder / "history.csv", index=False)
+        histories.append(folder / "history.csv")
+    png = plot_training_curves(histories, tmp_path / "plots" / "training_curves.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    pixels = (imread(png)[..., :3] * 255).round().reshape(-1, 3)
+    for colour in ((31, 119, 180), (255, 127, 14)):  # the first two line colours: one per variant
+        assert (np.abs(pixels - colour).max(axis=1) <= 2).sum() > 200, colour
+    bad = tmp_path / "bad" / "history.csv"
+    bad.parent.mkdir()
+    bad.write_text("step,loss\n1,2.0\n")
+    with pytest.raises(ValueError, match=r"bad/history.csv.*epoch"):
+        plot_training_curves([bad], tmp_path / "plots" / "bad.png")
+    assert not (tmp_path / "plots" / "bad.png").exists()

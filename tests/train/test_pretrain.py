@@ -6,6 +6,7 @@ import json
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -66,14 +67,25 @@ def finished(tmp_path_factory):
 def test_two_epochs_write_the_model_folder(finished) -> None:
     out_dir, weights, tracker = finished
     assert weights == out_dir / "model.safetensors"
-    for name in ("model.safetensors", "model.json", "loss.png", "checkpoints/last.pt"):
+    for name in ("model.safetensors", "model.json", "loss.png", "history.csv", "checkpoints/last.pt"):
         assert (out_dir / name).is_file(), name
     meta = json.loads((out_dir / "model.json").read_text())
     assert meta["backbone"] == "vit_tiny_patch8" and meta["img_size"] == 32 and meta["in_chans"] == 13
     assert meta["bands"] == BANDS and meta["mean"] == [2000.0] * 13 and meta["method"] == "dino"
     assert meta["variant"] == "tiny"
-    assert tracker.artifacts == [out_dir / "loss.png"]
+    assert tracker.artifacts == [out_dir / "history.csv", out_dir / "loss.png"]
     load_backbone(out_dir)
+
+
+def test_history_csv_holds_every_logged_metric_per_step(finished) -> None:
+    out_dir, _, tracker = finished
+    history = pd.read_csv(out_dir / "history.csv")
+    logged = [metrics for _, metrics in tracker.metrics]
+    assert len(history) == len(logged) == 2 * 2  # 2 epochs x 2 batches of 8 out of 16 images
+    assert history["step"].tolist() == [1, 2, 3, 4] and history["epoch"].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert set(logged[0]) | {"step", "epoch"} == set(history.columns)
+    for row, metrics in zip(history.to_dict("records"), logged, strict=True):
+        assert {k: row[k] for k in metrics} == pytest.approx(metrics, rel=1e-12)
 
 
 def test_metrics_are_logged_every_step_and_finite(finished) -> None:

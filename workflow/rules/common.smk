@@ -91,19 +91,26 @@ def evaluation_data(wildcards, folder):
     return f"{DATA}/{folder}/{P.evaluations[wildcards.evaluation].dataset}"
 
 
+def table_jobs():
+    """(evaluation, variant) of every cell of the selected tables."""
+    return sorted({(evaluation, variant) for table in P.selected.tables
+                   for evaluation in P.tables[table].evaluations
+                   for variant in P.evaluations[evaluation].variants})
+
+
 def metrics_files():
-    files = []
-    for table in P.selected.tables:
-        for evaluation in P.tables[table].evaluations:
-            for variant in P.evaluations[evaluation].variants:
-                files.append(f"{RESULTS}/metrics/{evaluation}/{variant}.json")
-    return sorted(set(files))
+    return [f"{RESULTS}/metrics/{evaluation}/{variant}.json" for evaluation, variant in table_jobs()]
+
+
+def history_files():
+    """The pretraining histories of the tables' variants (the report's training curves)."""
+    return [f"{MODELS}/{v}/history.csv" for v in sorted({variant for _, variant in table_jobs()})]
 
 
 MODEL_FILES = [f"{MODELS}/{v}/model.safetensors" for v in P.selected_variants()]
 TABLE_FILES = [f"{RESULTS}/tables/{t}.{ext}" for t in P.selected.tables for ext in ("md", "csv")]
 SUMMARY = f"{RESULTS}/metrics/summary.json"
-PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables]
+PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
 IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
 TRACKED_DATA = (
     [f"{DATA}/raw/{d}.dvc" for d in P.selected_datasets() if P.datasets[d].source.url]

@@ -17,6 +17,7 @@ rule pretrain:
     output:
         model=f"{MODELS}/{{variant}}/model.safetensors",
         meta=f"{MODELS}/{{variant}}/model.json",
+        history=f"{MODELS}/{{variant}}/history.csv",
     params:
         settings=variant_digest,
         out=lambda wc, output: os.path.dirname(output.model),

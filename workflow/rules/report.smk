@@ -4,6 +4,7 @@
 rule report:
     input:
         metrics=metrics_files(),
+        histories=history_files(),
     output:
         tables=TABLE_FILES,
         summary=SUMMARY,
@@ -19,7 +20,7 @@ rule report:
         runtime=10,
     shell:
         f"{rsdino('report')} --metrics {{input.metrics}} --out {RESULTS}/tables "
-        f"--summary {{output.summary}} --plots {RESULTS}/plots > {{log}} 2>&1"
+        f"--summary {{output.summary}} --plots {RESULTS}/plots --histories {{input.histories}} > {{log}} 2>&1"
 
 
 rule dvc_record:
