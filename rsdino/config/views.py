@@ -46,6 +46,10 @@ class CropSettings(StrictModel):
     hue: float = Field(0.1, ge=0, le=0.5)
     grayscale_p: float = Field(0.2, ge=0, le=1)
     solarize_p: float = Field(0.2, ge=0, le=1)
+    # The local crops' own brightness, contrast, saturation and hue spreads (DINO-MC: SimCLR's
+    # colour distortion, 0.8, 0.8, 0.8, 0.2); None: the values above. Brightness and contrast
+    # also drive the optical multispectral rule of the local crops.
+    local_jitter: tuple[float, float, float, float] | None = None
     # White level of RGB bands (None: 255 for uint8, 65535 for uint16, 1.0 for float images).
     rgb_white: float | None = Field(None, gt=0)
     # Optical multispectral only: standard deviation of the independent per-band gain.
@@ -87,6 +91,11 @@ class CropSettings(StrictModel):
         low, high = self.blur_sigma
         if not 0 < low <= high:
             raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {[low, high]}")
+        if self.local_jitter is not None:
+            b, c, sat, hue = self.local_jitter
+            if not (0 <= b < 1 and 0 <= c < 1 and 0 <= sat < 1 and 0 <= hue <= 0.5):
+                raise ValueError("local_jitter is (brightness, contrast, saturation, hue) with the first "
+                                 f"three in [0, 1) and hue in [0, 0.5], got {list(self.local_jitter)}")
         if any(not 0 <= p <= 1 for p in self.blur_p):
             raise ValueError(f"blur_p values are probabilities in [0, 1], got {list(self.blur_p)}")
         if self.local_sizes is not None:

@@ -156,7 +156,7 @@ class ViewBuilder:
         maps = self._rgb_maps(groups, drawn.numpy())
         for (index, batch), rgb_map in zip(groups, maps, strict=True):
             group = [uniforms[v] for v in index]
-            batch, standardised = self._colour(batch, drawn[index].numpy(), rgb_map, white)
+            batch, standardised = self._colour(batch, index, drawn[index].numpy(), rgb_map, white)
             blurred = [sigmas[v] for v in index if sigmas[v] is not None]
             if blurred:
                 gaussian_blur(batch[: len(blurred)], blurred)
@@ -237,7 +237,7 @@ class ViewBuilder:
         un = drawn[index]
         identity = np.array([1.0, 1.0, 1.0, 0.0])
         jitter = un[:, _JITTER] < crops.color_p
-        spread = np.array([crops.brightness, crops.contrast, crops.saturation, crops.hue])
+        spread = self._jitter_spreads(index)
         factors = np.where(jitter[:, None], spread * (2 * un[:, _JITTER_FACTORS] - 1) + identity, identity)
         order = np.argsort(un[:, _JITTER_ORDER], axis=1)
         gray = un[:, _GRAY] < crops.grayscale_p
@@ -249,11 +249,19 @@ class ViewBuilder:
             start += len(group)
         return maps
 
-    def _colour(self, batch: torch.Tensor, un: np.ndarray, rgb_map: tuple[np.ndarray, np.ndarray] | None,
-                white: float) -> tuple[torch.Tensor, bool]:
+    def _jitter_spreads(self, index: list[int]) -> np.ndarray:
+        """``(V, 4)`` brightness, contrast, saturation and hue spreads of views ``index``."""
+        crops = self.crops
+        spread = np.array([crops.brightness, crops.contrast, crops.saturation, crops.hue])
+        local = spread if crops.local_jitter is None else np.array(crops.local_jitter, dtype=float)
+        return np.where((np.asarray(index) >= crops.n_global)[:, None], local, spread)
+
+    def _colour(self, batch: torch.Tensor, index: list[int], un: np.ndarray,
+                rgb_map: tuple[np.ndarray, np.ndarray] | None, white: float) -> tuple[torch.Tensor, bool]:
         """The colour rule of each band group on float views ``(V, C, S, S)`` of one size.
 
-        ``un`` holds the views' uniforms (one row per view), ``rgb_map`` their RGB colour maps.
+        ``index`` are the views' positions (globals first), ``un`` their uniforms (one row per
+        view), ``rgb_map`` their RGB colour maps.
         Returns the views and whether they are already standardised (an RGB-only image: done in
         the colour map's pass; the blur and solarisation that follow are exact in standardised
         units too).
@@ -268,8 +276,9 @@ class ViewBuilder:
             batch[:, self.rgb_index] = apply_affine(batch[:, self.rgb_index], matrix, offset, white)
         if self.optical_index:
             apply = u[:, _OPTICAL] < crops.color_p
-            b = torch.where(apply, 1 + crops.brightness * (2 * u[:, _OPTICAL_B] - 1), torch.ones(n))
-            a = torch.where(apply, 1 + crops.contrast * (2 * u[:, _OPTICAL_A] - 1), torch.ones(n))
+            spread = torch.from_numpy(self._jitter_spreads(index)).to(torch.float32)
+            b = torch.where(apply, 1 + spread[:, 0] * (2 * u[:, _OPTICAL_B] - 1), torch.ones(n))
+            a = torch.where(apply, 1 + spread[:, 1] * (2 * u[:, _OPTICAL_A] - 1), torch.ones(n))
             gains = 1 + crops.band_jitter * torch.randn(n, len(self.optical_index))
             gains = torch.where(apply[:, None], gains, torch.ones(()))
             part = batch[:, self.optical_index]

@@ -290,3 +290,28 @@ def test_modalities_inferred_from_band_names() -> None:
     mixed = build_views(settings, bands=bands, rgb_bands=["B04", "B03", "B02"], mean=[0.0] * 15,
                         std=[1.0] * 15, gsd=10.0, patch_size=8)
     assert mixed.sar_index == [0, 1] and mixed.optical_index == list(range(2, 15)) and mixed.rgb_index == []
+
+
+@pytest.mark.parametrize("bands", [RGB, S2])
+def test_local_jitter_applies_to_local_crops_only(bands) -> None:
+    # A flat image stays flat under cropping, so each view's value is the brightness factor b
+    # times 100 (contrast, saturation, hue, per-band gains off): globals' spread 0 keeps b = 1,
+    # the locals' spread 0.8 draws b in [0.2, 1.8].
+    crops = CropSettings(**{**SMALL, **NO_COLOUR, "n_local": 6, "color_p": 1.0, "brightness": 0.0,
+                            "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "band_jitter": 0.0,
+                            "local_jitter": (0.8, 0.0, 0.0, 0.0)})
+    builder = build_views(crops, bands=bands, rgb_bands=RGB if bands is RGB else [], mean=[0.0] * len(bands),
+                          std=[1.0] * len(bands), gsd=10.0, patch_size=8)
+    factors = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = builder({"image": torch.full((len(bands), 48, 48), 100, dtype=torch.uint16)})
+        for view in out["global"]:
+            assert torch.allclose(view, torch.full_like(view, 100.0))
+        for view in out["local"]:
+            assert torch.allclose(view, view.flatten()[0].expand_as(view), rtol=1e-5)
+            factors.append(float(view.flatten()[0]) / 100)
+    assert all(0.2 - 1e-6 <= f <= 1.8 + 1e-6 for f in factors)
+    assert max(abs(f - 1) for f in factors) > 0.4  # beyond what the globals' 0.4 spread could draw
+    with pytest.raises(ValueError, match="local_jitter"):
+        CropSettings(local_jitter=(1.2, 0.8, 0.8, 0.2))
