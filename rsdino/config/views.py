@@ -75,6 +75,10 @@ class CropSettings(StrictModel):
     mask_p: float = Field(0.0, ge=0, le=1)
     mask_ratio: tuple[float, float] = (0.1, 0.5)
     mask_min_patches: int = Field(4, ge=1)
+    # How masked fractions are drawn: per crop, U(mask_ratio) independently; or per batch, as
+    # dinov2: int(mask_p x crops) of the batch's global crops get fractions spread evenly over
+    # mask_ratio (one from each of as many equal sub-ranges), the rest none (per rank).
+    mask_spread: Literal["crop", "batch"] = "crop"
 
     @model_validator(mode="after")
     def _check(self) -> CropSettings:

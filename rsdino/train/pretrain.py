@@ -358,6 +358,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
                                          rank=info.rank, world_size=info.world_size, start=step % steps)
             # Its own generator: creating the loader (also mid-epoch, on resume) leaves the global RNG alone.
             loader = DataLoader(views, batch_sampler=sampler, num_workers=variant.num_workers,
+                                collate_fn=make_views.collate,
                                 worker_init_fn=_seed_worker, pin_memory=device.startswith("cuda"),
                                 generator=torch.Generator().manual_seed(variant.seed + epoch))
             for batch in loader:

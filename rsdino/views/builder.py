@@ -24,15 +24,14 @@ per-band gains, the speckle and the mask blocks).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from rsdino.config.views import CropSettings
 from rsdino.views.boxes import UNIFORMS_PER_BOX, sample_box, scale_ranges, view_gsd
 from rsdino.views.colour import apply_affine, jitter_affine, optical_colour, sar_colour, solarize
-from rsdino.views.masking import block_mask
+from rsdino.views.masking import batch_masks, block_mask
 from rsdino.views.resample import crop_resize, gaussian_blur
 
 MODALITIES = ("rgb", "optical", "sar")
@@ -171,9 +170,29 @@ class ViewBuilder:
             "global_gsd": torch.tensor(gsds[: crops.n_global], dtype=torch.float32),
             "local_gsd": torch.tensor(gsds[crops.n_global:], dtype=torch.float32),
         }
-        if crops.mask_p > 0:
+        if crops.mask_p > 0 and crops.mask_spread == "batch":
+            # Masks are made per batch (``collate``) from the samples' own seeds.
+            result["mask_seed"] = int(drawn[0, _RATIO] * 2**52)
+        elif crops.mask_p > 0:
             result["masks"] = self._masks(uniforms[: crops.n_global])
         return result
+
+    def collate(self, samples: list[dict]) -> dict:
+        """Stack views dicts into a batch (``default_collate``); with ``mask_spread: batch``, add
+        ``"masks"`` ``(B, n_global, G // p, G // p)`` from ``masking.batch_masks``, seeded by the
+        samples' seeds (so a batch's masks depend only on its samples, not on workers)."""
+        crops = self.crops
+        if not (crops.mask_p > 0 and crops.mask_spread == "batch"):
+            return default_collate(samples)
+        seed = 0
+        for sample in samples:
+            seed = (seed * 1_000_003 + int(sample["mask_seed"])) % 2**62
+        batch = default_collate([{k: v for k, v in s.items() if k != "mask_seed"} for s in samples])
+        masks = batch_masks(len(samples) * crops.n_global, self.grid, self.grid, mask_p=crops.mask_p,
+                            ratio=crops.mask_ratio, min_patches=crops.mask_min_patches,
+                            generator=torch.Generator().manual_seed(seed))
+        batch["masks"] = masks.view(len(samples), crops.n_global, self.grid, self.grid)
+        return batch
 
     def _sources(self, sample: dict) -> list[torch.Tensor]:
         """The source image of every view (globals then locals)."""
@@ -311,8 +330,9 @@ class ViewBuilder:
         """Block masks ``(n_global, grid, grid)``.
 
         Each global crop is masked with probability ``mask_p``, a fraction ``U(mask_ratio)`` of its
-        patches (at most half the grid per block). dinov2 instead spreads the ratios of a batch's
-        masked crops evenly over the range; drawn per crop here, the batch sees the same range.
+        patches (at most half the grid per block): ``mask_spread: crop``. dinov2 instead spreads the
+        fractions of a batch's masked crops evenly over the range: ``mask_spread: batch``, made in
+        ``collate``.
         """
         crops, grid = self.crops, self.grid
         total = grid * grid
@@ -340,8 +360,9 @@ def _fast_layout(image: torch.Tensor) -> torch.Tensor:
 
 def build_views(crops: CropSettings, *, bands: list[str], rgb_bands: list[str], mean: list[float],
                 std: list[float], gsd: float, patch_size: int,
-                modalities: dict[str, str] | None = None) -> Callable[[dict], dict]:
-    """The view maker of a variant: a picklable callable, sample dict -> views dict.
+                modalities: dict[str, str] | None = None) -> ViewBuilder:
+    """The view maker of a variant: a picklable callable, sample dict -> views dict; its
+    ``collate`` stacks views dicts into a batch.
 
     The sample is ``{"image": (C, H, W) uint8/uint16/float in native units, optionally "series":
     (T, C, H, W), optionally "gsd": float}``; the result is ``{"global": [n_global x (C, G, G)],

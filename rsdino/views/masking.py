@@ -63,3 +63,26 @@ def block_mask(height: int, width: int, n_masked: int, *, min_patches: int = 4,
         chosen = free[torch.randperm(free.numel())[: n_masked - count]]
         mask.view(-1)[chosen] = True
     return mask
+
+
+def batch_masks(n_crops: int, height: int, width: int, *, mask_p: float, ratio: tuple[float, float],
+                min_patches: int = 4, generator: torch.Generator) -> torch.Tensor:
+    """Block masks of a batch's ``n_crops`` global crops with fractions spread over ``ratio``.
+
+    As dinov2's collate: ``m = int(mask_p * n_crops)`` crops are masked; with
+    ``r_0 < ... < r_m`` equally spaced over ``ratio``, crop ``i < m`` gets
+    ``int(H W u_i)`` masked patches, ``u_i ~ U(r_i, r_{i+1})``; the others none; the crops are then
+    shuffled. Returns ``(n_crops, height, width)`` bool; draws only from ``generator``.
+    """
+    total = height * width
+    n_masked_crops = int(mask_p * n_crops)
+    low, high = ratio
+    edges = torch.linspace(low, high, n_masked_crops + 1, dtype=torch.float64)
+    masks = torch.zeros(n_crops, height, width, dtype=torch.bool)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        for i in range(n_masked_crops):
+            fraction = float(edges[i] + (edges[i + 1] - edges[i]) * torch.rand((), dtype=torch.float64))
+            masks[i] = block_mask(height, width, int(total * fraction), min_patches=min_patches,
+                                  max_patches=max(1, total // 2))
+    return masks[torch.randperm(n_crops, generator=generator)]

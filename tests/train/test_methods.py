@@ -45,8 +45,9 @@ def _variant(method: str, backbone: str, **updates) -> VariantConfig:
              "local_scale": (0.2, 0.5)}
     if method.startswith("dinov2"):
         crops["mask_p"] = 0.5
-    recipe_crops = {"dino_mc": {"local_sizes": [24, 16]}, "dino_tp": {"temporal": True, "n_global": 3},
-                    "satdino": {"scale_bins": True}}
+    recipe_crops = {"dino_mc": {"local_sizes": [24, 16], "local_jitter": (0.8, 0.8, 0.8, 0.2)},
+                    "dino_tp": {"temporal": True, "n_global": 3}, "satdino": {"scale_bins": True},
+                    "dinov2": {"mask_spread": "batch"}, "dinov2_multimodal": {"mask_spread": "batch"}}
     crops.update(recipe_crops.get(method, {}))
     return VariantConfig(method=method, backbone=backbone, pretrain_data="synthetic", drop_path=0.1, seed=3,
                          crops=CropSettings(**crops), head=HeadSettings(out_dim=32, hidden_dim=32,

@@ -90,6 +90,33 @@ def test_masks_only_when_asked_and_ratio_within_bounds() -> None:
     assert 0 < sum(masked) < len(masked)
 
 
+def test_batch_mask_spread_covers_the_ratio_range_evenly() -> None:
+    # dinov2's rule: of a batch of 8 images x 2 globals = 16 crops, int(0.5 x 16) = 8 are masked,
+    # crop i's fraction drawn from the i-th of 8 equal sub-ranges of (0.1, 0.5).
+    builder = _rgb_builder(patch=4, mask_p=0.5, mask_ratio=(0.1, 0.5), mask_spread="batch")
+    grid, total = 8, 64
+    samples = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        samples.append(builder({"image": _image(seed=seed)}))
+    assert all("masks" not in s and "mask_seed" in s for s in samples)
+    batch = builder.collate(samples)
+    assert "mask_seed" not in batch and batch["global"][0].shape == (8, 3, 32, 32)
+    masks = batch["masks"]
+    assert masks.shape == (8, 2, grid, grid) and masks.dtype == torch.bool
+    counts = sorted(masks.flatten(2).sum(-1).flatten().tolist())
+    assert counts[:8] == [0] * 8
+    edges = torch.linspace(0.1, 0.5, 9)
+    for i, count in enumerate(counts[8:]):  # the i-th smallest count lies in the i-th sub-range
+        assert int(total * edges[i]) <= count <= int(total * edges[i + 1]), (i, count)
+    assert torch.equal(builder.collate(samples)["masks"], masks)  # a batch's masks: its samples' seeds
+    other = builder.collate(samples[::-1])["masks"]
+    assert not torch.equal(other, masks.flip(0))
+    per_crop = _rgb_builder(patch=4, mask_p=0.5)
+    torch.manual_seed(0)
+    assert "masks" in per_crop.collate([per_crop({"image": _image()})])
+
+
 def _series(dates: int, size: int = 40) -> torch.Tensor:
     # Date t is the constant image 20 * (t + 1): a view's value tells its date.
     return torch.stack([torch.full((3, size, size), 20.0 * (t + 1)) for t in range(dates)])
