@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from rsdino.config import CropSettings, HeadSettings, OptimSettings, VariantConfig
-from rsdino.train.meta_arch import SelfDistillation
+from rsdino.train.meta_arch import SelfDistillation, compile_blocks
 from rsdino.train.pretrain import build_optimizer, train_step
 from rsdino.train.schedules import Schedules
 
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--method", default="dino")
     parser.add_argument("--backbone", default="vit_small_patch16")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the blocks and heads (variant setting compile: true)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -97,8 +99,13 @@ def main() -> None:
         train_step(model, optimizer, batch, i, schedules, variant, freeze_last_layer=False, autocast=autocast)
 
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        step(0)
+        step(0)  # counted eagerly: compiled kernels bypass the counter
     flops = counter.get_total_flops()
+    if args.compile:
+        tic = time.perf_counter()
+        compile_blocks(model)
+        step(1)  # compiles for both crop sizes
+        print(f"  compilation (first compiled step): {time.perf_counter() - tic:.1f} s")
     step(1)  # warm-up
     _sync(device)
     tic = time.perf_counter()
@@ -109,7 +116,7 @@ def main() -> None:
     rate = matmul_rate(args.matmul_size, device, torch.bfloat16 if autocast else torch.float32)
     achieved = flops / seconds
     print(f"{args.method} {args.backbone}, 2x224 + 8x96 crops, batch {args.batch}, K = {args.out_dim}, "
-          f"{args.threads} threads, {device} {args.precision}")
+          f"{args.threads} threads, {device} {args.precision}{', compiled' if args.compile else ''}")
     print(f"  FLOPs per step (FlopCounterMode): {flops / 1e12:.3f} TFLOP")
     print(f"  step time: {seconds:.2f} s   images/s: {args.batch / seconds:.2f}")
     print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s   "

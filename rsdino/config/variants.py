@@ -115,6 +115,10 @@ class VariantConfig(StrictModel):
     input_bands: list[str] | None = None
     # bf16 autocast on GPU (ignored on CPU, where training stays float32 and reproducible).
     precision: Literal["fp32", "bf16"] = "bf16"
+    # torch.compile (inductor) every backbone block and head of student and teacher: fuses the
+    # norms, activations and residual adds around the matrix products; the first steps of each
+    # crop size pay the compilation (CPU: a C++ compiler is needed).
+    compile: bool = False
     # Write the resumable checkpoint every this many steps as well as after every epoch (0: epochs only).
     checkpoint_every_steps: int = Field(0, ge=0)
     seed: int = 0

@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import Dataset
 
-from rsdino.data.prepared import check_prepared_dir, read_prepared_json, rgb_figure, seeded_subset
+from rsdino.data.prepared import (
+    PreparedDataset,
+    check_prepared_dir,
+    read_prepared_json,
+    rgb_figure,
+    seeded_subset,
+)
 from rsdino.data.readers import ImageReadError, read_image
 from rsdino.data.sen12mscrts import S1_BANDS, S2_BANDS, index_sen12mscrts, write_index
 from rsdino.data.stats import compute_band_stats
@@ -107,8 +112,10 @@ def prepare_s1s2_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root:
 Sample = dict[str, Any]
 
 
-class S1S2PairDataset(Dataset):
+class S1S2PairDataset(PreparedDataset):
     """Co-registered S1/S2 pairs of one split of a prepared SEN12MS-CR-TS folder.
+
+    Bands: VV, VH, then the 13 S2 bands.
 
     Args:
         raw_dir: the extracted dataset folder.
@@ -134,18 +141,6 @@ class S1S2PairDataset(Dataset):
         self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
         self._stats: dict[str, Any] | None = None
 
-    @property
-    def bands(self) -> list[str]:
-        """The 15 band names: VV, VH, then the 13 S2 bands."""
-        return self.metadata["bands"]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training split (``stats.json``)."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
-
     def __len__(self) -> int:
         """Number of pairs in the split."""
         return len(self.pairs)
@@ -156,11 +151,6 @@ class S1S2PairDataset(Dataset):
         image = torch.from_numpy(read_pair(self.raw_dir, s1_rel, s2_rel))
         n_s1 = len(S1_BANDS)
         return {"image": image, "s1": image[:n_s1], "s2": image[n_s1:], "path": s2_rel}
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of the S2 RGB composite of pair ``index``."""

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from rsdino.data.prepared import (
+    PreparedDataset,
     check_prepared_dir,
     read_prepared_json,
     rgb_figure,
@@ -170,7 +170,7 @@ def read_series(raw_dir: Path, record: dict, bands: list[str], size: int, n_date
 Sample = dict[str, Any]
 
 
-class TemporalSeriesDataset(Dataset):
+class TemporalSeriesDataset(PreparedDataset):
     """Locations of one split of a prepared SeCo-layout dataset, each as a time series.
 
     Args:
@@ -200,21 +200,9 @@ class TemporalSeriesDataset(Dataset):
         self._stats: dict[str, Any] | None = None
 
     @property
-    def bands(self) -> list[str]:
-        """Band names, in channel order."""
-        return self.metadata["bands"]
-
-    @property
     def n_dates(self) -> int:
         """Length ``T`` of every item's series."""
         return int(self.metadata["n_dates"])
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training split (``stats.json``)."""
-        if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
-        return self._stats
 
     def __len__(self) -> int:
         """Number of locations in the split."""
@@ -228,11 +216,6 @@ class TemporalSeriesDataset(Dataset):
         dates = [date_of(folder).isoformat() for folder in record["dates"][: self.n_dates]]
         return {"image": series[0].clone(), "series": series, "dates": dates,
                 "gsd": float(self.metadata["gsd"]), "path": record["location"]}
-
-    def __getitem__(self, index: int) -> Any:
-        """Return item ``index``, passed through ``transform`` when one is set."""
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def plot(self, index: int) -> Figure:
         """A figure of the reference date's RGB composite, titled with the location and its date."""

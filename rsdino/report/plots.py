@@ -67,7 +67,8 @@ def plot_training_curves(histories: list[Path], out_png: Path) -> Path:
         except (OSError, ValueError) as error:
             raise ValueError(f"{path}: not a readable training history CSV ({error})") from error
         if "epoch" not in frame.columns:
-            raise ValueError(f"{path}: training history has no 'epoch' column (columns: {list(frame.columns)})")
+            raise ValueError(f"{path}: training history has no 'epoch' column "
+                             f"(columns: {list(frame.columns)})")
         frames[Path(path).parent.name] = frame
     fig = Figure(figsize=(11.0, 7.0), layout="constrained")
     axes = fig.subplots(2, 2).flatten()

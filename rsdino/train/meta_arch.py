@@ -218,3 +218,23 @@ class SelfDistillation(nn.Module):
         student = [p.detach() for p in self.student.parameters()]
         torch._foreach_mul_(teacher, momentum)
         torch._foreach_add_(teacher, student, alpha=1 - momentum)
+
+
+def compile_blocks(model: SelfDistillation) -> int:
+    """``torch.compile`` (in place) the repeated blocks and the heads of student and teacher.
+
+    Compiling each block rather than the whole model keeps one small graph per crop size (the
+    blocks share their code), leaves parameter names, ``state_dict`` and the EMA update untouched,
+    and lets ``tokens.encode`` keep running the stages by hand. Returns the number of compiled
+    modules.
+    """
+    compiled = 0
+    for branch in (model.student, model.teacher):
+        backbones = [branch.backbone] + ([branch.s1_backbone] if branch.s1_backbone is not None else [])
+        modules: list[nn.Module] = [block for backbone in backbones
+                                    for block in getattr(backbone, "blocks", [])]
+        modules += [branch.dino_head] + ([branch.ibot_head] if branch.ibot_head is not None else [])
+        for module in modules:
+            module.compile()
+            compiled += 1
+    return compiled

@@ -44,16 +44,16 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from rsdino import io as rio
 from rsdino import views as view_recipes
 from rsdino.config.variants import VariantConfig
-from rsdino import io as rio
 from rsdino.io import atomic_path
 from rsdino.models.backbones import backbone_spec, export_backbone
 from rsdino.models.catalog import BACKBONES
 from rsdino.tracking import Tracker
 from rsdino.train import distributed
 from rsdino.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from rsdino.train.meta_arch import SelfDistillation
+from rsdino.train.meta_arch import SelfDistillation, compile_blocks
 from rsdino.train.methods import recipe
 from rsdino.train.param_groups import param_groups
 from rsdino.train.schedules import Schedules
@@ -203,8 +203,10 @@ def _is_loss(name: str) -> bool:
 
 
 def write_history(history: dict[str, list[float]], steps_per_epoch: int, path: Path) -> Path:
-    """Write the per-step metrics as CSV (``step``, ``epoch`` = step / steps per epoch, then one
-    column per metric), atomically."""
+    """Write the per-step metrics as CSV, atomically.
+
+    Columns: ``step``, ``epoch`` (= step / steps per epoch), then one per metric.
+    """
     n = max((len(v) for v in history.values()), default=0)
     frame = pd.DataFrame({"step": np.arange(1, n + 1), "epoch": np.arange(1, n + 1) / steps_per_epoch})
     for name, values in history.items():
@@ -287,10 +289,11 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
 
     Resumes from ``out_dir/checkpoints/last.pt`` when it was written by the same settings (a
     finished run's checkpoint only re-exports). Writes ``model.safetensors``, ``model.json``,
-    ``teacher.safetensors``, ``history.csv`` and ``loss.png`` (rank 0); logs per-step metrics (``loss`` and ``loss_<term>`` for every term,
-    ``lr``, ``wd``, ``momentum``, ``teacher_temp``, ``student_std``, ``teacher_entropy``) to
-    ``tracker``. Returns the path of ``model.safetensors``. ``gsd`` is the data's native ground
-    sample distance in metres (a sample's own ``gsd`` overrides it).
+    ``teacher.safetensors``, ``history.csv`` and ``loss.png`` (rank 0); logs per-step metrics
+    (``loss`` and ``loss_<term>`` for every term, ``lr``, ``wd``, ``momentum``, ``teacher_temp``,
+    ``student_std``, ``teacher_entropy``) to ``tracker``. Returns the path of
+    ``model.safetensors``. ``gsd`` is the data's native ground sample distance in metres (a
+    sample's own ``gsd`` overrides it).
     """
     check_variant(variant)
     if variant.input_bands is not None:
@@ -320,6 +323,8 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
         np.random.seed(variant.seed)
         random.seed(variant.seed)
         model = SelfDistillation(variant, len(bands)).to(device)
+        if variant.compile:
+            compile_blocks(model)
         optimizer = build_optimizer(model, variant)
         schedules = Schedules.of(variant, steps)
         step, history = 0, {}

@@ -178,9 +178,12 @@ class ViewBuilder:
         return result
 
     def collate(self, samples: list[dict]) -> dict:
-        """Stack views dicts into a batch (``default_collate``); with ``mask_spread: batch``, add
-        ``"masks"`` ``(B, n_global, G // p, G // p)`` from ``masking.batch_masks``, seeded by the
-        samples' seeds (so a batch's masks depend only on its samples, not on workers)."""
+        """Stack views dicts into a batch (``default_collate``).
+
+        With ``mask_spread: batch``, adds ``"masks"`` ``(B, n_global, G // p, G // p)`` from
+        ``masking.batch_masks``, seeded by the samples' seeds (so a batch's masks depend only on
+        its samples, not on workers).
+        """
         crops = self.crops
         if not (crops.mask_p > 0 and crops.mask_spread == "batch"):
             return default_collate(samples)
@@ -361,8 +364,9 @@ def _fast_layout(image: torch.Tensor) -> torch.Tensor:
 def build_views(crops: CropSettings, *, bands: list[str], rgb_bands: list[str], mean: list[float],
                 std: list[float], gsd: float, patch_size: int,
                 modalities: dict[str, str] | None = None) -> ViewBuilder:
-    """The view maker of a variant: a picklable callable, sample dict -> views dict; its
-    ``collate`` stacks views dicts into a batch.
+    """The view maker of a variant: a picklable callable, sample dict -> views dict.
+
+    Its ``collate`` stacks views dicts into a batch.
 
     The sample is ``{"image": (C, H, W) uint8/uint16/float in native units, optionally "series":
     (T, C, H, W), optionally "gsd": float}``; the result is ``{"global": [n_global x (C, G, G)],

@@ -88,7 +88,6 @@ def test_weighted_knn_tie_rules_differ_only_in_unvoted_classes():
     train = torch.randn(40, 8, generator=gen)
     train_labels = torch.randint(0, n_classes, (40,), generator=gen)
     test = torch.randn(30, 8, generator=gen)
-    test_labels = torch.randint(0, n_classes, (30,), generator=gen)
     ranked = {ties: knn.weighted_knn_ranked(train, train_labels, test, ks=[k], temperature=0.07,
                                             n_classes=n_classes, ties=ties)[k]
               for ties in ("smallest_label", "torch_sort")}

@@ -207,8 +207,9 @@ def test_training_curves_draw_every_history_and_name_a_bad_file(tmp_path):
         folder = tmp_path / variant
         folder.mkdir()
         steps = np.arange(1, 9)
-        pd.DataFrame({"step": steps, "epoch": steps / 4, "loss": 10 * decay ** steps,
-                      "student_std": 0.1 + 0 * steps, "lr": 1e-3 * steps}).to_csv(folder / "history.csv", index=False)
+        frame = pd.DataFrame({"step": steps, "epoch": steps / 4, "loss": 10 * decay ** steps,
+                              "student_std": 0.1 + 0 * steps, "lr": 1e-3 * steps})
+        frame.to_csv(folder / "history.csv", index=False)
         histories.append(folder / "history.csv")
     png = plot_training_curves(histories, tmp_path / "plots" / "training_curves.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
