@@ -228,6 +228,9 @@ def compile_blocks(model: SelfDistillation) -> int:
     and lets ``tokens.encode`` keep running the stages by hand. Returns the number of compiled
     modules.
     """
+    # Every block is its own compiled graph per crop size and mode (drop-path rates differ by
+    # depth and are guarded as constants): lift dynamo's per-function limit above that count.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
     compiled = 0
     for branch in (model.student, model.teacher):
         backbones = [branch.backbone] + ([branch.s1_backbone] if branch.s1_backbone is not None else [])
