@@ -135,13 +135,18 @@ def test_token_methods_need_a_vit() -> None:
         _variant("dinov2", "resnet50")
 
 
+def _masked_batch(images: int, bands: int) -> dict:
+    """Random 2 x 32 px global and 2 x 16 px local crops with iBOT masks (a DINOv2 batch)."""
+    return {"global": [torch.randn(images, bands, 32, 32) for _ in range(2)],
+            "local": [torch.randn(images, bands, 16, 16) for _ in range(2)],
+            "masks": torch.rand(images, 2, 4, 4) < 0.4}
+
+
 def test_bf16_autocast_step_matches_float32_closely() -> None:
     """The GPU path's bf16 autocast, exercised on CPU: same loss to bf16 precision, finite update."""
     torch.set_num_threads(1)
     variant = _variant("dinov2", "vit_tiny_patch8")
-    batch = {"global": [torch.randn(4, 13, 32, 32) for _ in range(2)],
-             "local": [torch.randn(4, 13, 16, 16) for _ in range(2)],
-             "masks": torch.rand(4, 2, 4, 4) < 0.4}
+    batch = _masked_batch(4, 13)
     losses = {}
     for autocast in (False, True):
         torch.manual_seed(0)
@@ -159,9 +164,7 @@ def test_compiled_blocks_train_like_eager_ones() -> None:
     """``compile: true``: the same names and state, and one step gives the loss and weights of eager."""
     torch.set_num_threads(1)
     variant = _variant("dinov2", "vit_tiny_patch8").model_copy(update={"drop_path": 0.0})
-    batch = {"global": [torch.randn(2, 3, 32, 32) for _ in range(2)],
-             "local": [torch.randn(2, 3, 16, 16) for _ in range(2)],
-             "masks": torch.rand(2, 2, 4, 4) < 0.4}
+    batch = _masked_batch(2, 3)
     results = {}
     for compiled in (False, True):
         torch.manual_seed(0)
@@ -179,4 +182,5 @@ def test_compiled_blocks_train_like_eager_ones() -> None:
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
     # Adam's first step moves every weight by about lr = 1e-2: 1e-4 is 1 % of an update
     for name, value in results[False][1].items():
-        torch.testing.assert_close(results[True][1][name], value, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(results[True][1][name], value, rtol=1e-4, atol=1e-4,
+                                   msg=lambda m, name=name: f"{name}: {m}")
