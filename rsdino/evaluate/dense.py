@@ -203,6 +203,28 @@ def _stack(items: list[dict[str, Any]]) -> dict[str, Tensor]:
             if isinstance(items[0][k], Tensor | int | float) or hasattr(items[0][k], "shape")}
 
 
+def _fit_and_predict(model: nn.Module, train: Dataset, test: Dataset, loss_fn: Any, forward: Any,
+                     target: str, *, keep: Any = None, epochs: int, lr: float, batch_size: int, seed: int,
+                     device: str | torch.device, progress: bool, desc: str) -> tuple[float, Tensor, Tensor]:
+    """``_fit`` on ``train`` (shuffled by ``seed``), then predict ``test`` in eval mode.
+
+    Returns the last epoch's mean loss, the test outputs (``keep(forward(...))`` per batch, so
+    dense logits can be reduced before they pile up) and the test items' ``target``, concatenated.
+    """
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=_stack,
+                        generator=torch.Generator().manual_seed(seed))
+    loss = _fit(model, loader, loss_fn, forward, epochs=epochs, lr=lr, device=device, progress=progress,
+                desc=desc)
+    model.eval()
+    outputs, targets = [], []
+    with torch.no_grad():
+        for batch in DataLoader(test, batch_size=batch_size, collate_fn=_stack):
+            out = forward(model, batch, device)
+            outputs.append((out if keep is None else keep(out)).cpu())
+            targets.append(batch[target])
+    return loss, torch.cat(outputs), torch.cat(targets)
+
+
 def train_segmentation(backbone: nn.Module, train: Dataset, test: Dataset, *, n_classes: int,
                        head: str = "linear", epochs: int = 50, lr: float = 1e-4, batch_size: int = 8,
                        ignore_index: int | None = 255, seed: int = 0, device: str | torch.device = "cpu",
@@ -215,19 +237,13 @@ def train_segmentation(backbone: nn.Module, train: Dataset, test: Dataset, *, n_
     torch.manual_seed(seed)
     model = Segmenter(backbone, n_classes, head)
     ignore = -100 if ignore_index is None else ignore_index
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=_stack,
-                        generator=torch.Generator().manual_seed(seed))
-    loss = _fit(model, loader,
-                lambda out, b, d: F.cross_entropy(out, b["mask"].long().to(d), ignore_index=ignore),
-                lambda m, b, d: m(b["image"].float().to(d)), epochs=epochs, lr=lr, device=device,
-                progress=progress, desc="segmentation")
-    model.eval()
-    preds, masks = [], []
-    with torch.no_grad():
-        for batch in DataLoader(test, batch_size=batch_size, collate_fn=_stack):
-            preds.append(model(batch["image"].float().to(device)).argmax(1).cpu())
-            masks.append(batch["mask"].long())
-    miou, _ = mean_iou(torch.cat(preds), torch.cat(masks), n_classes, ignore_index)
+    loss, preds, masks = _fit_and_predict(
+        model, train, test,
+        lambda out, b, d: F.cross_entropy(out, b["mask"].long().to(d), ignore_index=ignore),
+        lambda m, b, d: m(b["image"].float().to(d)), "mask", keep=lambda out: out.argmax(1),
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, progress=progress,
+        desc="segmentation")
+    miou, _ = mean_iou(preds, masks.long(), n_classes, ignore_index)
     return {"mIoU": 100.0 * miou, "train_loss": loss}
 
 
@@ -242,20 +258,13 @@ def train_change_detection(backbone: nn.Module, train: Dataset, test: Dataset, *
     """
     torch.manual_seed(seed)
     model = SiameseChangeDetector(backbone, freeze_backbone)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=_stack,
-                        generator=torch.Generator().manual_seed(seed))
-    loss = _fit(model, loader,
-                lambda out, b, d: F.binary_cross_entropy_with_logits(out, b["mask"].float().to(d)),
-                lambda m, b, d: m(b["image_a"].float().to(d), b["image_b"].float().to(d)),
-                epochs=epochs, lr=lr, device=device, progress=progress, desc="change detection")
-    model.eval()
-    probs, masks = [], []
-    with torch.no_grad():
-        for batch in DataLoader(test, batch_size=batch_size, collate_fn=_stack):
-            logits = model(batch["image_a"].float().to(device), batch["image_b"].float().to(device))
-            probs.append(torch.sigmoid(logits).cpu())
-            masks.append(batch["mask"].long())
-    scores = change_detection_scores(torch.cat(probs), torch.cat(masks), threshold)
+    loss, probs, masks = _fit_and_predict(
+        model, train, test,
+        lambda out, b, d: F.binary_cross_entropy_with_logits(out, b["mask"].float().to(d)),
+        lambda m, b, d: m(b["image_a"].float().to(d), b["image_b"].float().to(d)), "mask",
+        keep=torch.sigmoid, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+        progress=progress, desc="change detection")
+    scores = change_detection_scores(probs, masks.long(), threshold)
     return {**{k: 100.0 * v for k, v in scores.items()}, "train_loss": loss}
 
 
@@ -275,19 +284,11 @@ def train_multilabel(backbone: nn.Module, train: Dataset, test: Dataset, *, n_la
     if mode == "linear":
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=_stack,
-                        generator=torch.Generator().manual_seed(seed))
-    loss = _fit(model, loader,
-                lambda out, b, d: F.binary_cross_entropy_with_logits(out, b["labels"].float().to(d)),
-                lambda m, b, d: m(b["image"].float().to(d)), epochs=epochs, lr=lr, device=device,
-                progress=progress, desc="multi-label")
-    model.eval()
-    scores, targets = [], []
-    with torch.no_grad():
-        for batch in DataLoader(test, batch_size=batch_size, collate_fn=_stack):
-            scores.append(model(batch["image"].float().to(device)).cpu())
-            targets.append(batch["labels"])
-    s, t = torch.cat(scores), torch.cat(targets)
+    loss, s, t = _fit_and_predict(
+        model, train, test,
+        lambda out, b, d: F.binary_cross_entropy_with_logits(out, b["labels"].float().to(d)),
+        lambda m, b, d: m(b["image"].float().to(d)), "labels", epochs=epochs, lr=lr,
+        batch_size=batch_size, seed=seed, device=device, progress=progress, desc="multi-label")
     return {"mAP_micro": 100.0 * multilabel_average_precision(s, t, "micro"),
             "mAP_macro": 100.0 * multilabel_average_precision(s, t, "macro"), "train_loss": loss}
 
