@@ -39,7 +39,7 @@ class Images(Dataset):
     def __init__(self, root: Path, rows: list[tuple[str, int]], size: int) -> None:
         self.labels = [label for _, label in rows]
         self.images = torch.stack([
-            torch.from_numpy(np.asarray(Image.open(root / path).convert("RGB").resize((size, size),
+            torch.from_numpy(np.array(Image.open(root / path).convert("RGB").resize((size, size),
                                                                                       Image.BILINEAR)))
             .permute(2, 0, 1).contiguous() for path, _ in rows])
 
