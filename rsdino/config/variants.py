@@ -117,7 +117,8 @@ class VariantConfig(StrictModel):
     precision: Literal["fp32", "bf16"] = "bf16"
     # torch.compile (inductor) every backbone block and head of student and teacher: fuses the
     # norms, activations and residual adds around the matrix products; the first steps of each
-    # crop size pay the compilation (CPU: a C++ compiler is needed).
+    # crop size pay the compilation. Meant for GPUs: on CPU it needs a C++ compiler and did not
+    # pay (benchmarks/README.md).
     compile: bool = False
     # Write the resumable checkpoint every this many steps as well as after every epoch (0: epochs only).
     checkpoint_every_steps: int = Field(0, ge=0)

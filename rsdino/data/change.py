@@ -26,7 +26,6 @@ from matplotlib.figure import Figure
 
 from rsdino.data.prepared import (
     PreparedDataset,
-    check_prepared_dir,
     read_prepared_json,
     rgb_figure,
     seeded_subset,
@@ -163,19 +162,13 @@ class ChangePairDataset(PreparedDataset):
     def __init__(
         self, raw_dir: Path, prepared_dir: Path, split: str, transform: Callable[[Sample], Any] | None = None
     ) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
+        super().__init__(raw_dir, prepared_dir, transform)
         sizes = self.metadata["tile_sizes"]
-        valid = ["train", "test"] + [f"{s}_{t}" for s in ("train", "test") for t in sizes]
-        if split not in valid:
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; valid splits: {valid}")
-        self.split = split
+        self.split = self.check_split(split, ["train", "test"] + [f"{s}_{t}" for s in ("train", "test")
+                                                                  for t in sizes])
         self.tile_size = int(split.rsplit("_", 1)[1]) if "_" in split else sizes[0]
-        self.transform = transform
         self.tiles: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
         self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
-        self._stats: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         """Number of tiles."""

@@ -24,8 +24,6 @@ from matplotlib.figure import Figure
 
 from rsdino.data.prepared import (
     PreparedDataset,
-    check_prepared_dir,
-    read_prepared_json,
     rgb_figure,
     seeded_subset,
 )
@@ -127,20 +125,12 @@ class ImageListDataset(PreparedDataset):
     def __init__(
         self, raw_dir: Path, prepared_dir: Path, split: str, transform: Callable[[Sample], Any] | None = None
     ) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        if split not in ("train", "test"):
-            raise ValueError(
-                f"unknown split {split!r} for {self.prepared_dir}; valid splits: ['test', 'train']"
-            )
+        super().__init__(raw_dir, prepared_dir, transform)
+        self.split = self.check_split(split, ["train", "test"])
         path = self.prepared_dir / f"{split}.txt"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing; run `rsdino prepare` again")
-        self.split = split
-        self.transform = transform
         self.paths = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
-        self._stats: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         """Number of images."""

@@ -22,7 +22,6 @@ from tqdm import tqdm
 from rsdino.data.bigearthnet import LABELS_19, labels_to_multihot, read_patch_metadata
 from rsdino.data.prepared import (
     PreparedDataset,
-    check_prepared_dir,
     read_prepared_json,
     rgb_figure,
     seeded_subset,
@@ -115,17 +114,10 @@ class MultiLabelPatchDataset(PreparedDataset):
 
     def __init__(self, raw_dir: Path, prepared_dir: Path, split: str,
                  transform: Callable[[Sample], Any] | None = None) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; "
-                             "valid splits: ['test', 'train']")
-        self.split = split
-        self.transform = transform
+        super().__init__(raw_dir, prepared_dir, transform)
+        self.split = self.check_split(split, ["train", "test"])
         self.records: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
         self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
-        self._stats: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         """Number of patches in the split."""

@@ -19,7 +19,6 @@ from matplotlib.figure import Figure
 
 from rsdino.data.prepared import (
     PreparedDataset,
-    check_prepared_dir,
     read_prepared_json,
     rgb_figure,
     seeded_subset,
@@ -130,16 +129,9 @@ class S1S2PairDataset(PreparedDataset):
 
     def __init__(self, raw_dir: Path, prepared_dir: Path, split: str,
                  transform: Callable[[Sample], Any] | None = None) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        if split not in SPLIT_FILES:
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; "
-                             f"valid splits: {sorted(SPLIT_FILES)}")
-        self.split = split
-        self.transform = transform
+        super().__init__(raw_dir, prepared_dir, transform)
+        self.split = self.check_split(split, list(SPLIT_FILES))
         self.pairs: list[list[str]] = read_prepared_json(self.prepared_dir, SPLIT_FILES[split])
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
-        self._stats: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         """Number of pairs in the split."""

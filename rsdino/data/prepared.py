@@ -72,16 +72,28 @@ def rgb_figure(image: torch.Tensor | np.ndarray, bands: list[str], rgb_bands: li
 
 
 class PreparedDataset(Dataset):
-    """What every reader of a prepared folder shares: band names, statistics, transformed items.
+    """What every reader of a prepared folder shares.
 
-    Subclasses set ``prepared_dir``, ``metadata`` (``dataset.json``), ``transform`` and
-    ``_stats = None`` in ``__init__`` and implement ``load(index)`` and ``__len__``.
+    Folders, metadata (``dataset.json``), band names, statistics, the split check and transformed
+    items.
+
+    Subclasses call ``super().__init__`` first, then ``self.split = self.check_split(split, valid)``,
+    and implement ``load(index)`` and ``__len__``.
     """
 
-    prepared_dir: Path
-    metadata: dict[str, Any]
-    transform: Any
-    _stats: dict[str, Any] | None
+    def __init__(self, raw_dir: Path, prepared_dir: Path, transform: Any = None) -> None:
+        self.raw_dir = Path(raw_dir)
+        self.prepared_dir = check_prepared_dir(prepared_dir)
+        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
+        self.transform = transform
+        self._stats: dict[str, Any] | None = None
+
+    def check_split(self, split: str, valid: list[str]) -> str:
+        """``split``, or a ``ValueError`` naming the folder and the ``valid`` splits."""
+        if split not in valid:
+            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; "
+                             f"valid splits: {sorted(valid)}")
+        return split
 
     @property
     def bands(self) -> list[str]:

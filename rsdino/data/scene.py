@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from rsdino.data.prepared import PreparedDataset, check_prepared_dir, read_prepared_json, rgb_figure
+from rsdino.data.prepared import PreparedDataset, read_prepared_json, rgb_figure
 from rsdino.data.readers import ImageReadError, read_image
 from rsdino.data.splits import read_split_file
 
@@ -42,17 +42,10 @@ class SceneDataset(PreparedDataset):
         split: str,
         transform: Callable[[Sample], Any] | None = None,
     ) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        valid = sorted(p.stem for p in self.prepared_dir.glob("*.txt"))
-        if split not in valid:
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; valid splits: {valid}")
-        self.split = split
-        self.transform = transform
+        super().__init__(raw_dir, prepared_dir, transform)
+        self.split = self.check_split(split, [p.stem for p in self.prepared_dir.glob("*.txt")])
         self.samples = read_split_file(self.prepared_dir / f"{split}.txt")
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
         self._classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
-        self._stats: dict[str, Any] | None = None
 
     @property
     def classes(self) -> list[str]:

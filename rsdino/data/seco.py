@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from rsdino.data.prepared import (
     PreparedDataset,
-    check_prepared_dir,
     read_prepared_json,
     rgb_figure,
     seeded_subset,
@@ -187,17 +186,10 @@ class TemporalSeriesDataset(PreparedDataset):
 
     def __init__(self, raw_dir: Path, prepared_dir: Path, split: str,
                  transform: Callable[[Sample], Any] | None = None) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.prepared_dir = check_prepared_dir(prepared_dir)
-        valid = sorted(p.stem for p in self.prepared_dir.glob("*.json")
-                       if p.stem in ("train", "test", "val"))
-        if split not in valid:
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; valid splits: {valid}")
-        self.split = split
-        self.transform = transform
+        super().__init__(raw_dir, prepared_dir, transform)
+        self.split = self.check_split(split, [p.stem for p in self.prepared_dir.glob("*.json")
+                                              if p.stem in ("train", "test", "val")])
         self.records: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
-        self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
-        self._stats: dict[str, Any] | None = None
 
     @property
     def n_dates(self) -> int:

@@ -223,10 +223,10 @@ class SelfDistillation(nn.Module):
 def compile_blocks(model: SelfDistillation) -> int:
     """``torch.compile`` (in place) the repeated blocks and the heads of student and teacher.
 
-    Compiling each block rather than the whole model keeps one small graph per crop size (the
-    blocks share their code), leaves parameter names, ``state_dict`` and the EMA update untouched,
-    and lets ``tokens.encode`` keep running the stages by hand. Returns the number of compiled
-    modules.
+    Compiling each block rather than the whole model keeps the graphs small, leaves parameter
+    names, ``state_dict`` and the EMA update untouched, and lets ``tokens.encode`` keep running the
+    stages by hand. Backbones without ``blocks`` (ResNets, Swin) get only their heads compiled.
+    Returns the number of compiled modules.
     """
     # Every block is its own compiled graph per crop size and mode (drop-path rates differ by
     # depth and are guarded as constants): lift dynamo's per-function limit above that count.
