@@ -1,6 +1,6 @@
 """Pretraining step throughput and model-FLOP utilisation (MFU) against the machine's matmul rate.
 
-    python benchmarks/bench_train_step.py [--threads 2] [--steps 3] [--batch 16] [--device cpu|cuda]
+    python benchmarks/bench_train_step.py [--threads 2] [--steps 5] [--batch 16] [--device cpu|cuda]
         [--precision fp32|bf16] [--method dino] [--backbone vit_small_patch16]
 
 One full rsdino training step (``rsdino.train.pretrain.train_step``: teacher forward, student forward
@@ -9,13 +9,17 @@ batch 16 and K = 65536 prototypes. The step's FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix multiplications, convolutions and attention,
 forward and backward; the CPU fused-attention kernel is counted with torch's own attention
 formula); the baseline is the dense matmul rate of this machine measured in the same run
-(``--matmul-size`` square float32 matrices, or bf16 with ``--precision bf16``). Prints images/s,
-achieved FLOP/s and MFU = achieved / matmul rate (higher is better).
+(``--matmul-size`` square float32 matrices, or bf16 with ``--precision bf16``). The rate is measured
+before the first timed step and after every one, so each step is set against the rate of the
+moments around it: a shared machine's speed drifts by several per cent within a minute. Prints the
+median step time, images/s, achieved FLOP/s and MFU = achieved / matmul rate (median over the
+steps, with the range; higher is better).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -27,7 +31,7 @@ from rsdino.train.pretrain import build_optimizer, train_step
 from rsdino.train.schedules import Schedules
 
 
-def matmul_rate(size: int, device: str, dtype: torch.dtype, seconds: float = 3.0) -> float:
+def matmul_rate(size: int, device: str, dtype: torch.dtype, seconds: float = 1.5) -> float:
     """Best FLOP/s of ``size x size`` matrix products over about ``seconds``."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -65,7 +69,7 @@ def _sync(device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--out-dim", type=int, default=65536)
     parser.add_argument("--device", default="cpu")
@@ -107,21 +111,29 @@ def main() -> None:
         step(1)  # compiles for both crop sizes
         print(f"  compilation (first compiled step): {time.perf_counter() - tic:.1f} s")
     step(1)  # warm-up
-    _sync(device)
-    tic = time.perf_counter()
+    dtype = torch.bfloat16 if autocast else torch.float32
+    rates, seconds = [matmul_rate(args.matmul_size, device, dtype)], []
     for i in range(args.steps):
+        _sync(device)
+        tic = time.perf_counter()
         step(2 + i)
-    _sync(device)
-    seconds = (time.perf_counter() - tic) / args.steps
-    rate = matmul_rate(args.matmul_size, device, torch.bfloat16 if autocast else torch.float32)
-    achieved = flops / seconds
+        _sync(device)
+        seconds.append(time.perf_counter() - tic)
+        rates.append(matmul_rate(args.matmul_size, device, dtype))
+    # each step against the mean rate measured just before and just after it
+    around = [(before + after) / 2 for before, after in zip(rates[:-1], rates[1:], strict=True)]
+    mfus = [flops / s / rate for s, rate in zip(seconds, around, strict=True)]
+    median_seconds = statistics.median(seconds)
     print(f"{args.method} {args.backbone}, 2x224 + 8x96 crops, batch {args.batch}, K = {args.out_dim}, "
           f"{args.threads} threads, {device} {args.precision}{', compiled' if args.compile else ''}")
     print(f"  FLOPs per step (FlopCounterMode): {flops / 1e12:.3f} TFLOP")
-    print(f"  step time: {seconds:.2f} s   images/s: {args.batch / seconds:.2f}")
-    print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s   "
-          f"matmul rate ({args.matmul_size}^2): {rate / 1e9:.1f} GFLOP/s")
-    print(f"  MFU (achieved / matmul rate): {achieved / rate:.3f}")
+    print(f"  step time: median {median_seconds:.2f} s (range {min(seconds):.2f}-{max(seconds):.2f}, "
+          f"{args.steps} steps)   images/s: {args.batch / median_seconds:.2f}")
+    print(f"  achieved: {flops / median_seconds / 1e9:.1f} GFLOP/s   matmul rate ({args.matmul_size}^2): "
+          f"median {statistics.median(rates) / 1e9:.1f} GFLOP/s (range {min(rates) / 1e9:.1f}-"
+          f"{max(rates) / 1e9:.1f})")
+    print(f"  MFU (achieved / matmul rate around each step): median {statistics.median(mfus):.3f} "
+          f"(range {min(mfus):.3f}-{max(mfus):.3f})")
 
 
 if __name__ == "__main__":
