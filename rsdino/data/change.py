@@ -16,7 +16,6 @@ size of ``tile_sizes`` (as ``rsdino.data.segmentation``), writing ``<split>_<siz
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,8 +24,7 @@ import torch
 from matplotlib.figure import Figure
 
 from rsdino.data.prepared import (
-    PreparedDataset,
-    read_prepared_json,
+    TiledDataset,
     rgb_figure,
     seeded_subset,
 )
@@ -146,7 +144,7 @@ def prepare_change_dataset(
 Sample = dict[str, Any]
 
 
-class ChangePairDataset(PreparedDataset):
+class ChangePairDataset(TiledDataset):
     """Bi-temporal tiles of one split of a prepared OSCD folder.
 
     Args:
@@ -158,21 +156,6 @@ class ChangePairDataset(PreparedDataset):
     An item (before ``transform``) is ``{"image": float32 (C, S, S) first date, "image2": float32 (C, S, S)
     second date, "mask": int64 (S, S) 1 = change, 0 = no change, "path": str}`` in native units.
     """
-
-    def __init__(
-        self, raw_dir: Path, prepared_dir: Path, split: str, transform: Callable[[Sample], Any] | None = None
-    ) -> None:
-        super().__init__(raw_dir, prepared_dir, transform)
-        sizes = self.metadata["tile_sizes"]
-        self.split = self.check_split(split, ["train", "test"] + [f"{s}_{t}" for s in ("train", "test")
-                                                                  for t in sizes])
-        self.tile_size = int(split.rsplit("_", 1)[1]) if "_" in split else sizes[0]
-        self.tiles: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
-        self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
-
-    def __len__(self) -> int:
-        """Number of tiles."""
-        return len(self.tiles)
 
     def load(self, index: int) -> Sample:
         """Return item ``index`` without the transform."""

@@ -78,7 +78,8 @@ class PreparedDataset(Dataset):
     items.
 
     Subclasses call ``super().__init__`` first, then ``self.split = self.check_split(split, valid)``,
-    and implement ``load(index)`` and ``__len__``.
+    and implement ``load(index)`` and ``__len__`` (``TiledDataset`` does all but ``load`` for tiles
+    of large scenes).
     """
 
     def __init__(self, raw_dir: Path, prepared_dir: Path, transform: Any = None) -> None:
@@ -116,3 +117,24 @@ class PreparedDataset(Dataset):
         sample = self.load(index)
         return self.transform(sample) if self.transform is not None else sample
 
+
+class TiledDataset(PreparedDataset):
+    """A prepared folder of fixed-size tiles cut from large scenes, one list per split and tile size.
+
+    ``split`` is ``"train"`` / ``"test"`` (the first tile size in ``dataset.json``) or
+    ``"<split>_<size>"`` (``"train_512"``). Sets ``split``, ``tile_size``, ``tiles`` (the split's
+    ``<split>.json``) and ``classes`` (``classes.json``); ``len`` is the number of tiles.
+    """
+
+    def __init__(self, raw_dir: Path, prepared_dir: Path, split: str, transform: Any = None) -> None:
+        super().__init__(raw_dir, prepared_dir, transform)
+        sizes = self.metadata["tile_sizes"]
+        sized = [f"{part}_{size}" for part in ("train", "test") for size in sizes]
+        self.split = self.check_split(split, ["train", "test", *sized])
+        self.tile_size = int(split.rsplit("_", 1)[1]) if "_" in split else sizes[0]
+        self.tiles: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
+        self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
+
+    def __len__(self) -> int:
+        """Number of tiles."""
+        return len(self.tiles)

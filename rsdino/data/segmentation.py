@@ -30,8 +30,7 @@ from PIL import Image
 from rasterio.windows import Window
 
 from rsdino.data.prepared import (
-    PreparedDataset,
-    read_prepared_json,
+    TiledDataset,
     rgb_figure,
     seeded_subset,
 )
@@ -215,7 +214,7 @@ def _read_tile_key(raw_dir: Path, key: str, size: int) -> np.ndarray:
 Sample = dict[str, Any]
 
 
-class SegmentationTileDataset(PreparedDataset):
+class SegmentationTileDataset(TiledDataset):
     """Tiles of one split (and tile size) of a prepared segmentation dataset.
 
     Args:
@@ -230,18 +229,8 @@ class SegmentationTileDataset(PreparedDataset):
 
     def __init__(self, raw_dir: Path, prepared_dir: Path, split: str,
                  transform: Callable[[Sample], Any] | None = None) -> None:
-        super().__init__(raw_dir, prepared_dir, transform)
-        sizes = self.metadata["tile_sizes"]
-        self.split = self.check_split(split, ["train", "test"] + [f"{s}_{t}" for s in ("train", "test")
-                                                                  for t in sizes])
-        self.tile_size = int(split.rsplit("_", 1)[1]) if "_" in split else sizes[0]
-        self.tiles: list[dict] = read_prepared_json(self.prepared_dir, f"{split}.json")
-        self.classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
+        super().__init__(raw_dir, prepared_dir, split, transform)
         self._decode = SEG_LAYOUTS[self.metadata["layout"]][1]
-
-    def __len__(self) -> int:
-        """Number of tiles."""
-        return len(self.tiles)
 
     def load(self, index: int) -> Sample:
         """Return item ``index`` without the transform."""
