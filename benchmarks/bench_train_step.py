@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train_step.py [--threads 2] [--steps 5] [--batch 16] [--device cpu|cuda]
         [--precision fp32|bf16] [--method dino] [--backbone vit_small_patch16]
+        [--allocator system|tcmalloc|jemalloc] [--compile]
 
 One full rsdino training step (``rsdino.train.pretrain.train_step``: teacher forward, student forward
 and backward, gradient clipping, optimiser step, EMA) of ViT-S/16 DINO with 2 x 224 + 8 x 96 crops,
@@ -14,12 +15,20 @@ before the first timed step and after every one, so each step is set against the
 moments around it: a shared machine's speed drifts by several per cent within a minute. Prints the
 median step time, images/s, achieved FLOP/s and MFU = achieved / matmul rate (median over the
 steps, with the range; higher is better).
+
+``--allocator tcmalloc`` (or ``jemalloc``) runs the benchmark again with that malloc preloaded
+(``LD_PRELOAD``; Debian's ``libtcmalloc-minimal4`` / ``libjemalloc2``). On CPU, glibc hands every
+block over 32 MiB (a ViT-S/16 MLP activation of the global crops is 39 MB) straight back to the
+kernel, so each step faults its activations in again; tcmalloc keeps them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -61,6 +70,32 @@ CPU_ATTENTION_FLOPS = {
 }
 
 
+#: ``--allocator`` choice -> the library name ``ctypes.util.find_library`` looks for.
+ALLOCATOR_LIBRARIES = {"tcmalloc": "tcmalloc_minimal", "jemalloc": "jemalloc"}
+
+
+def preload_allocator(name: str) -> str:
+    """Make sure ``name``'s malloc is loaded: re-run this script with it in ``LD_PRELOAD`` if not.
+
+    Returns the library's file name once it is loaded; raises ``SystemExit`` naming the package to
+    install when it cannot be found.
+    """
+    if name == "system":
+        return "glibc malloc"
+    library = ctypes.util.find_library(ALLOCATOR_LIBRARIES[name])
+    if library is None:
+        raise SystemExit(f"--allocator {name}: lib{ALLOCATOR_LIBRARIES[name]}.so not found; install it "
+                         "(Debian/Ubuntu: apt install libtcmalloc-minimal4 or libjemalloc2)")
+    with open("/proc/self/maps") as maps:
+        if library in maps.read():
+            return library
+    if os.environ.get("RSDINO_BENCH_PRELOADED") == library:
+        raise SystemExit(f"--allocator {name}: {library} is in LD_PRELOAD but was not loaded")
+    env = dict(os.environ, RSDINO_BENCH_PRELOADED=library,
+               LD_PRELOAD=" ".join(filter(None, [library, os.environ.get("LD_PRELOAD", "")])))
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -79,7 +114,10 @@ def main() -> None:
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the blocks and heads (variant setting compile: true)")
+    parser.add_argument("--allocator", choices=["system", *ALLOCATOR_LIBRARIES], default="system",
+                        help="malloc to run under (preloaded by re-running the script)")
     args = parser.parse_args()
+    allocator = preload_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = args.device
@@ -125,7 +163,8 @@ def main() -> None:
     mfus = [flops / s / rate for s, rate in zip(seconds, around, strict=True)]
     median_seconds = statistics.median(seconds)
     print(f"{args.method} {args.backbone}, 2x224 + 8x96 crops, batch {args.batch}, K = {args.out_dim}, "
-          f"{args.threads} threads, {device} {args.precision}{', compiled' if args.compile else ''}")
+          f"{args.threads} threads, {device} {args.precision}{', compiled' if args.compile else ''}, "
+          f"{allocator}")
     print(f"  FLOPs per step (FlopCounterMode): {flops / 1e12:.3f} TFLOP")
     print(f"  step time: median {median_seconds:.2f} s (range {min(seconds):.2f}-{max(seconds):.2f}, "
           f"{args.steps} steps)   images/s: {args.batch / median_seconds:.2f}")
