@@ -81,7 +81,8 @@ def preload_allocator(name: str) -> str:
     install when it cannot be found.
     """
     if name == "system":
-        return "glibc malloc"
+        preloaded = os.environ.get("LD_PRELOAD")
+        return f"system malloc (LD_PRELOAD={preloaded})" if preloaded else "system malloc"
     library = ctypes.util.find_library(ALLOCATOR_LIBRARIES[name])
     if library is None:
         raise SystemExit(f"--allocator {name}: lib{ALLOCATOR_LIBRARIES[name]}.so not found; install it "
