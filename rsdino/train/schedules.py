@@ -11,27 +11,33 @@ from rsdino.config.variants import VariantConfig
 
 def cosine_schedule(base: float, final: float, epochs: int, steps_per_epoch: int,
                     warmup_epochs: int = 0, start_warmup_value: float = 0.0) -> np.ndarray:
-    """One value per step: linear warm-up, then a half cosine from ``base`` to ``final``.
+    """One value per step: linear warm-up, then a half cosine from ``base`` towards ``final``.
 
-    With ``W = warmup_epochs * steps_per_epoch`` warm-up steps and ``N`` cosine steps
-    (``epochs * steps_per_epoch - W``)::
+    The step convention of DINO's ``utils.cosine_scheduler`` (Caron et al., ICCV 2021), used there
+    for the learning rate, the weight decay and the teacher momentum. With ``T = epochs *
+    steps_per_epoch`` steps, ``W = warmup_epochs * steps_per_epoch`` warm-up steps and
+    ``N = T - W`` cosine steps::
 
-        v[s]     = start + (base - start) * s / W                       0 <= s < W
-        v[W + j] = final + (base - final) * (1 + cos(pi * j / (N - 1))) / 2    0 <= j < N
+        v[s]     = start + (base - start) * s / (W - 1)                  0 <= s < W   (v[0] = start if W = 1)
+        v[W + j] = final + (base - final) * (1 + cos(pi * j / N)) / 2    0 <= j < N
 
-    so the first cosine step is ``base`` and the last step is exactly ``final``. A warm-up longer
-    than the run is cut at the last step.
+    so the last warm-up step is exactly ``base``, the first cosine step is ``base`` again, and the
+    last step is ``final + (base - final) * (1 - cos(pi / N)) / 2``, one step short of ``final``.
+    A warm-up longer than the run (``W > T``, which DINO refuses) keeps the first ``T`` values of the
+    ramp to ``base`` over ``W`` steps, so a shortened run follows the planned ramp.
     """
     total = epochs * steps_per_epoch
     if total <= 0:
         raise ValueError(f"a schedule needs at least one step (epochs={epochs}, "
                          f"steps_per_epoch={steps_per_epoch})")
-    n_warmup = min(warmup_epochs * steps_per_epoch, total)
-    warmup = start_warmup_value + (base - start_warmup_value) * np.arange(n_warmup) / max(n_warmup, 1)
-    n_cosine = total - n_warmup
-    phase = np.arange(n_cosine) / max(n_cosine - 1, 1)
-    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * phase))
-    return np.concatenate([warmup, cosine]).astype(np.float64)
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+    n_warmup = warmup_epochs * steps_per_epoch
+    ramp = np.linspace(start_warmup_value, base, n_warmup, dtype=np.float64)[:total]
+    n_cosine = total - len(ramp)
+    angle = np.pi * np.arange(n_cosine, dtype=np.float64) / max(n_cosine, 1)
+    cosine = final + (base - final) * (1.0 + np.cos(angle)) / 2.0
+    return np.concatenate([ramp, cosine])
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int,
@@ -41,6 +47,7 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
     As in DINO the value changes once per epoch (epoch ``e < warmup_epochs`` uses
     ``warmup_temp + (temp - warmup_temp) * e / (warmup_epochs - 1)``, so the last warm-up epoch
     already reaches ``temp``); each epoch's value is repeated for its ``steps_per_epoch`` steps.
+    A warm-up longer than the run (which DINO refuses) keeps the first ``epochs`` values of the ramp.
     """
     if epochs <= 0 or steps_per_epoch <= 0:
         raise ValueError("a schedule needs at least one epoch and one step per epoch")
