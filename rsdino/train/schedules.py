@@ -44,9 +44,10 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
                           steps_per_epoch: int = 1) -> np.ndarray:
     """Teacher temperature per step: linear ``warmup_temp -> temp`` over epochs, then constant.
 
-    As in DINO the value changes once per epoch (epoch ``e < warmup_epochs`` uses
-    ``warmup_temp + (temp - warmup_temp) * e / (warmup_epochs - 1)``, so the last warm-up epoch
-    already reaches ``temp``); each epoch's value is repeated for its ``steps_per_epoch`` steps.
+    As in DINO the value changes once per epoch: epoch ``e < warmup_epochs`` uses
+    ``warmup_temp + (temp - warmup_temp) * e / (warmup_epochs - 1)`` (``warmup_temp`` for a one-epoch
+    warm-up), so the last epoch of a longer warm-up already reaches ``temp``; each epoch's value is
+    repeated for its ``steps_per_epoch`` steps.
     A warm-up longer than the run (which DINO refuses) keeps the first ``epochs`` values of the ramp.
     """
     if epochs <= 0 or steps_per_epoch <= 0:
