@@ -50,8 +50,9 @@ def cmd_setup(args: argparse.Namespace) -> None:
 
 
 def cmd_make_demo(args: argparse.Namespace) -> None:
-    """Generate a dataset's demo archive with its registered fake-data generator."""
+    """Generate a dataset's demo archive with its registered fake-data generator (or its catalogued fake)."""
     from rsdino.config import load_params
+    from rsdino.data.catalog import CATALOG, CATALOG_GENERATOR, make_fake
     from rsdino.data.fake import FAKE_GENERATORS
 
     params = load_params(args.params, args.scale)
@@ -59,9 +60,16 @@ def cmd_make_demo(args: argparse.Namespace) -> None:
     source = dataset.source
     if not source.generator:
         raise UserError(f"{args.params}: datasets.{args.dataset}.source has no generator")
+    if source.generator == CATALOG_GENERATOR:
+        if args.dataset not in CATALOG:
+            raise UserError(f"{args.params}: datasets.{args.dataset}: no fake copy in rsdino.data.catalog")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        digest = make_fake(args.dataset, dataset, args.out, **source.generator_kwargs)
+        print(f"wrote {args.out} (sha256 {digest})")
+        return
     if source.generator not in FAKE_GENERATORS:
         raise UserError(f"{args.params}: datasets.{args.dataset}.source.generator: unknown generator "
-                        f"{source.generator!r} (known: {', '.join(FAKE_GENERATORS)})")
+                        f"{source.generator!r} (known: {CATALOG_GENERATOR}, {', '.join(FAKE_GENERATORS)})")
     digest = FAKE_GENERATORS[source.generator](args.out, **source.generator_kwargs)
     print(f"wrote {args.out} (sha256 {digest})")
     if source.sha256 and digest != source.sha256:

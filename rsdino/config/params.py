@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -23,18 +23,28 @@ from pydantic import Field, ValidationError, model_validator
 from rsdino.config.base import ParamsError, StrictModel
 from rsdino.config.datasets import DatasetConfig
 from rsdino.config.evaluations import EvaluationConfig
+from rsdino.config.scales import resolve_scale
 from rsdino.config.tables import TableConfig
 from rsdino.config.variants import VariantConfig
 
 
 class ScaleConfig(StrictModel):
-    """What one scale (demo or full) runs: the variants, evaluations and tables it selects."""
+    """What one scale (demo, full, mini) runs: the variants, evaluations and tables it selects.
+
+    ``like``, ``fake_data`` and ``overrides`` make a scale another one in miniature
+    (``rsdino.config.scales``; applied before validation). ``device`` is where its evaluations run
+    (``cpu``: on the machine's cores, small memory; ``cuda``: one GPU per evaluation job).
+    """
 
     description: str = ""
-    variants: list[str]
-    evaluations: list[str]
-    tables: list[str]
+    variants: list[str] = Field(default_factory=list)
+    evaluations: list[str] = Field(default_factory=list)
+    tables: list[str] = Field(default_factory=list)
     extra_datasets: list[str] = Field(default_factory=list)
+    like: str | None = None
+    fake_data: bool = False
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    device: Literal["cpu", "cuda"] = "cuda"
 
 
 class PathSettings(StrictModel):
@@ -183,6 +193,10 @@ def parse_params(raw: dict[str, Any], *, source: Path = Path("params.yaml"),
         raise ParamsError(f"{source}: the top level must be a mapping of settings")
     if scale is not None:
         raw = {**raw, "scale": scale}
+    try:
+        raw = resolve_scale(raw, str(raw.get("scale", "demo")))
+    except ValueError as error:
+        raise ParamsError(f"{source}: {error}") from None
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

@@ -104,19 +104,28 @@ def fake_kwargs(name: str, cfg: DatasetConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_fake(name: str, cfg: DatasetConfig, out_archive: Path) -> str:
-    """Write the tiny fake copy of dataset ``name`` to ``out_archive`` (format by suffix); return sha256."""
+#: ``datasets.<name>.source.generator`` of a dataset whose archive is its catalogued fake copy (the
+#: ``fake_data`` scales, e.g. ``mini``); its ``generator_kwargs`` change the catalog's keyword arguments.
+CATALOG_GENERATOR = "catalog"
+
+
+def make_fake(name: str, cfg: DatasetConfig, out_archive: Path, **overrides: Any) -> str:
+    """Write the tiny fake copy of dataset ``name`` to ``out_archive`` (format by suffix); return sha256.
+
+    ``overrides`` replace keyword arguments of the catalogued generator (e.g. more images per class).
+    """
     import tempfile
 
     from rsdino.data.fake import FAKE_GENERATORS
     from rsdino.data.fake.common import repack
 
     generator = FAKE_GENERATORS[CATALOG[name].fake]
+    kwargs = {**fake_kwargs(name, cfg), **overrides}
     out_archive = Path(out_archive)
     if CATALOG[name].fake != "eurosat_ms" or out_archive.suffix == ".tar":
-        return generator(out_archive, **fake_kwargs(name, cfg))
+        return generator(out_archive, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:  # this generator writes a tar only
-        generator(Path(tmp) / "fake.tar", **fake_kwargs(name, cfg))
+        generator(Path(tmp) / "fake.tar", **kwargs)
         return repack(Path(tmp) / "fake.tar", out_archive)
 
 

@@ -29,9 +29,10 @@ def rsdino(step):
 
 
 def generated_archives():
-    """Demo archives written by `rsdino make-demo`: file name -> dataset name."""
+    """Demo archives written by `rsdino make-demo` for the selected datasets: file name -> dataset name."""
     archives = {}
-    for name, dataset in P.datasets.items():
+    for name in P.selected_datasets():
+        dataset = P.datasets[name]
         if dataset.source.generator:
             path = Path(dataset.source.url[len("file://"):])
             if path.parent != Path(DATA) / "demo":
@@ -117,20 +118,25 @@ TRACKED_DATA = (
     if P.dvc.track_raw and IN_DVC_REPO
     else []
 )
-DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO else []
+# dvc.yaml's `tables` stage records results/ (the default paths); a scale with paths of its own (mini)
+# is not what `dvc repro` regenerates.
+DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO and RESULTS == "results" else []
 
 
 #: Protocols that train a network (fine-tuning, dense heads): a day of GPU time at full scale.
 TRAINING_PROTOCOLS = {"finetune", "multilabel", "change_detection", "segmentation"}
 
 
+ON_CPU = P.selected.device == "cpu"
+
+
 def evaluation_gpus(wildcards):
-    """One GPU per evaluation job at the full scale, none for the CPU demo."""
-    return 0 if SCALE == "demo" else 1
+    """One GPU per evaluation job on a GPU scale (full), none on a CPU scale (demo, mini)."""
+    return 0 if ON_CPU else 1
 
 
 def evaluation_runtime(wildcards):
     """Wall-clock minutes of one evaluation job."""
-    if SCALE == "demo":
+    if ON_CPU:
         return 30
     return 1440 if P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS else 240

@@ -18,7 +18,7 @@ rule evaluate:
         "../envs/rsdino.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc: 8000 if SCALE == "demo" else 64000,
+        mem_mb=lambda wc: 8000 if ON_CPU else 64000,
         runtime=evaluation_runtime,
         gpu=evaluation_gpus,
     shell:
