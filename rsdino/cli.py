@@ -395,11 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rsdino`` console script."""
     from rsdino.config import ParamsError
+    from rsdino.data.bands import BandMismatchError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UserError, ParamsError) as error:
+    except (UserError, ParamsError, BandMismatchError) as error:
         print(f"rsdino {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (FileNotFoundError, FileExistsError) as error:

@@ -89,6 +89,9 @@ class DatasetConfig(StrictModel):
     tile_sizes: list[int] = Field(default_factory=lambda: [224, 512])
     extensions: list[str] = Field(default_factory=lambda: [".tif"])
     bands: list[str]
+    # What a band name of this dataset means in another's spelling, e.g. EuroSAT-RGB {R: B04, G: B03,
+    # B: B02}: bands match by name between training and evaluation data (rsdino.data.bands).
+    band_aliases: dict[str, str] = Field(default_factory=dict)
     rgb_bands: list[str] = Field(default_factory=list)
     gsd: float = Field(10.0, gt=0)
     native_size: int = Field(64, gt=0)
@@ -101,4 +104,7 @@ class DatasetConfig(StrictModel):
         unknown = [b for b in self.rgb_bands if b not in self.bands]
         if unknown:
             raise ValueError(f"rgb_bands {unknown} are not in bands {self.bands}")
+        unknown = [b for b in self.band_aliases if b not in self.bands]
+        if unknown:
+            raise ValueError(f"band_aliases name {unknown}, which are not in bands {self.bands}")
         return self

@@ -187,8 +187,12 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 
 
 def parse_params(raw: dict[str, Any], *, source: Path = Path("params.yaml"),
-                 scale: str | None = None) -> Params:
-    """Validate an already-loaded settings mapping (``scale`` overrides the file's choice)."""
+                 scale: str | None = None, preflight_checks: bool = True) -> Params:
+    """Validate an already-loaded settings mapping (``scale`` overrides the file's choice).
+
+    Then, with ``preflight_checks``, run the preflight of the selected scale
+    (``rsdino.config.preflight``): what would only fail after pretraining fails here.
+    """
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: the top level must be a mapping of settings")
     if scale is not None:
@@ -198,12 +202,20 @@ def parse_params(raw: dict[str, Any], *, source: Path = Path("params.yaml"),
     except ValueError as error:
         raise ParamsError(f"{source}: {error}") from None
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as error:
         raise ParamsError(_format_errors(source, error)) from None
+    if preflight_checks:
+        from rsdino.config.preflight import preflight
+
+        problems = preflight(params)
+        if problems:
+            raise ParamsError("\n".join(f"{source}: {problem}" for problem in problems))
+    return params
 
 
-def load_params(path: str | Path = "params.yaml", scale: str | None = None) -> Params:
+def load_params(path: str | Path = "params.yaml", scale: str | None = None, *,
+                preflight_checks: bool = True) -> Params:
     """Read and validate the settings file; ``scale`` (e.g. ``full``) overrides its ``scale`` key."""
     path = Path(path)
     if not path.is_file():
@@ -212,7 +224,7 @@ def load_params(path: str | Path = "params.yaml", scale: str | None = None) -> P
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    return parse_params(raw, source=path, scale=scale)
+    return parse_params(raw, source=path, scale=scale, preflight_checks=preflight_checks)
 
 
 def dump_resolved(settings: dict[str, Any]) -> str:

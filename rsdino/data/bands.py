@@ -34,23 +34,20 @@ class BandMismatchError(ValueError):
 
 
 def canonical_band(name: str) -> str:
-    """One spelling per band: Sentinel-2 ``B<n>`` with two digits (``B4`` -> ``B04``, ``b8a`` -> ``B8A``)."""
+    """One spelling per band: Sentinel-2 ``B<n>`` with two digits (``B4`` -> ``B04``), and ``B8A``."""
     match = _SENTINEL2.match(name.strip())
+    if match and match.group(2):
+        return f"B{int(match.group(1))}A"
     if match:
-        return f"B{int(match.group(1)):02d}{match.group(2).upper()}"
+        return f"B{int(match.group(1)):02d}"
     return name.strip()
 
 
 def band_identities(bands: Sequence[str], aliases: Mapping[str, str] | None = None) -> list[set[str]]:
     """For each band, the canonical names it answers to: its own, and its declared alias."""
     aliases = aliases or {}
-    out = []
-    for band in bands:
-        names = {canonical_band(band)}
-        if band in aliases:
-            names.add(canonical_band(aliases[band]))
-        out.append(names)
-    return out
+    return [{canonical_band(band), *([canonical_band(aliases[band])] if band in aliases else [])}
+            for band in bands]
 
 
 def match_bands(trained: Sequence[str], available: Sequence[str], *,
@@ -58,14 +55,21 @@ def match_bands(trained: Sequence[str], available: Sequence[str], *,
                 available_aliases: Mapping[str, str] | None = None) -> list[int]:
     """Indices into ``available`` giving the ``trained`` bands in the model's order.
 
+    A trained band (its name and its alias) matches an available band by that band's declared alias
+    first, then by its own name: Vaihingen's ``{IR: R, R: G, G: B}`` feeds a model trained on
+    ``R, G, B`` its ``IR, R, G`` channels, as the references feed its false-colour images.
+
     Raises:
         BandMismatchError: some trained band has no counterpart (the message lists them), or one
-            matches several available bands.
+            matches several available bands equally well.
     """
-    have = band_identities(available, available_aliases)
+    aliases = available_aliases or {}
+    own = [canonical_band(band) for band in available]
+    meant = [canonical_band(aliases[band]) if band in aliases else None for band in available]
     index, missing = [], []
     for band, wanted in zip(trained, band_identities(trained, trained_aliases), strict=True):
-        hits = [i for i, names in enumerate(have) if names & wanted]
+        hits = [i for i, name in enumerate(meant) if name in wanted] \
+            or [i for i, name in enumerate(own) if name in wanted]
         if len(hits) > 1:
             raise BandMismatchError(f"band {band} matches several bands {[available[i] for i in hits]}")
         if hits:
@@ -84,12 +88,17 @@ class BandSelected(Dataset):
     """A view of a dataset with its bands reordered / subset to ``index`` (from ``match_bands``).
 
     Items are the wrapped dataset's with every image (``image``, ``image2``) indexed on its channel
-    axis; ``bands`` and ``stats`` follow; every other attribute is the wrapped dataset's.
+    axis, then passed through ``transform`` when given; ``stats`` follow the selection and ``bands``
+    are ``names`` (the model's spelling of the same bands) when given. Every other attribute is the
+    wrapped dataset's.
     """
 
-    def __init__(self, dataset: Any, index: Sequence[int]) -> None:
+    def __init__(self, dataset: Any, index: Sequence[int], *, names: Sequence[str] | None = None,
+                 transform: Any = None) -> None:
         self.dataset = dataset
         self.index = list(index)
+        self.names = list(names) if names is not None else None
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -101,11 +110,11 @@ class BandSelected(Dataset):
             for key in IMAGE_KEYS:
                 if key in item:
                     item[key] = item[key][self.index]
-        return item
+        return self.transform(item) if self.transform is not None else item
 
     @property
     def bands(self) -> list[str]:
-        return [self.dataset.bands[i] for i in self.index]
+        return self.names if self.names is not None else [self.dataset.bands[i] for i in self.index]
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -116,13 +125,20 @@ class BandSelected(Dataset):
         return stats
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "index"):  # not yet set (unpickling)
+        if name in ("dataset", "index", "names", "transform"):  # not yet set (unpickling)
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
 
-def select_bands_of(dataset: Any, index: Sequence[int] | None) -> Any:
-    """``dataset`` itself when ``index`` keeps every band in order, else a ``BandSelected`` view."""
-    if index is None or list(index) == list(range(len(dataset.bands))):
+def select_bands_of(dataset: Any, selection: tuple[list[int], list[str]] | None) -> Any:
+    """``dataset`` as a model sees it: a ``BandSelected`` view for ``selection = (index, model's names)``.
+
+    ``dataset`` itself when there is no selection, or when it keeps every band in order under the
+    same names.
+    """
+    if selection is None:
         return dataset
-    return BandSelected(dataset, index)
+    index, names = selection
+    if list(index) == list(range(len(dataset.bands))) and list(names) == list(dataset.bands):
+        return dataset
+    return BandSelected(dataset, index, names=names)

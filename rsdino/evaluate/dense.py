@@ -345,12 +345,15 @@ def _split_name(reader: Any, raw_dir: Path, prepared_dir: Path, split: str, size
 
 
 def run_dense_protocol(kind: str, settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path,
-                       tracker: Any, *, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+                       tracker: Any, *, device: str = "cpu", progress: bool = True,
+                       bands: tuple[list[int], list[str]] | None = None) -> dict[str, Any]:
     """Run a dense / multi-label protocol on a prepared dataset through its ``rsdino.data`` reader.
 
-    Images are normalised with the model's ``mean`` / ``std`` and resized to ``settings.image_size``
-    (masks by nearest neighbour); segmentation and change detection use the prepared tiles of that
-    size when there are some. Returns ``{"metrics": ..., "baselines": {}}``.
+    The images' bands are first selected and ordered as the model was trained on them (``bands``:
+    ``rsdino.data.bands.select_bands_of``), then normalised with the evaluation dataset's training
+    statistics of those bands (``with_dataset_statistics``, as every evaluation) and resized to
+    ``settings.image_size`` (masks by nearest neighbour); segmentation and change detection use the
+    prepared tiles of that size when there are some. Returns ``{"metrics": ..., "baselines": {}}``.
 
     Raises:
         NotImplementedError: naming the reader when ``rsdino.data`` does not provide it.
@@ -365,14 +368,20 @@ def run_dense_protocol(kind: str, settings: Any, model_dir: Path, raw_dir: Path,
     except (ImportError, AttributeError):
         raise NotImplementedError(f"{prepared_dir}: protocol {kind!r} needs the dataset reader "
                                   f"{READERS[kind]}, which rsdino.data does not provide") from None
+    from rsdino.data.bands import BandSelected, select_bands_of
+    from rsdino.evaluate.features import with_dataset_statistics
+
     backbone, meta = _load_backbone(Path(model_dir))
     size = getattr(settings, "image_size", None) or meta.get("img_size")
-    transform = _Prepared(kind, meta["mean"], meta["std"], size)
     splits = {split: (split if kind == "multilabel"
                       else _split_name(reader, raw_dir, prepared_dir, split, size))
               for split in ("train", "test")}
-    train = reader(raw_dir, prepared_dir, splits["train"], transform=transform)
-    test = reader(raw_dir, prepared_dir, splits["test"], transform=transform)
+    train = select_bands_of(reader(raw_dir, prepared_dir, splits["train"]), bands)
+    test = select_bands_of(reader(raw_dir, prepared_dir, splits["test"]), bands)
+    meta = with_dataset_statistics(meta, train)
+    transform = _Prepared(kind, meta["mean"], meta["std"], size)
+    train = BandSelected(train, range(len(train.bands)), names=train.bands, transform=transform)
+    test = BandSelected(test, range(len(test.bands)), names=test.bands, transform=transform)
     common = {"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.train_batch_size,
               "seed": settings.seed, "device": device, "progress": progress}
     if kind == "segmentation":

@@ -16,33 +16,41 @@ from rsdino.io import write_json
 from rsdino.tracking import Tracker, git_commit
 
 
-def _knn(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
-         device: str, progress: bool) -> dict[str, Any]:
+def _scene_split(raw_dir: Path, prepared_dir: Path, split: str, context: dict[str, Any]) -> Any:
+    """One split of a scene dataset, with its bands as the model was trained on them."""
+    from rsdino.data.bands import select_bands_of
     from rsdino.data.scene import SceneDataset
+
+    return select_bands_of(SceneDataset(raw_dir, prepared_dir, split), context.get("bands"))
+
+
+def _knn(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
+         device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
     from rsdino.evaluate.knn import run_knn_evaluation
 
-    train = SceneDataset(raw_dir, prepared_dir, "train")
-    test = SceneDataset(raw_dir, prepared_dir, "test")
+    context = context or {}
+    train = _scene_split(raw_dir, prepared_dir, "train", context)
+    test = _scene_split(raw_dir, prepared_dir, "test", context)
     return run_knn_evaluation(model_dir, train, test, settings, tracker, device=device, progress=progress)
 
 
 def _linear_logistic(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path,
-                     tracker: Tracker, device: str, progress: bool) -> dict[str, Any]:
-    from rsdino.data.scene import SceneDataset
+                     tracker: Tracker, device: str, progress: bool,
+                     context: dict[str, Any] | None = None) -> dict[str, Any]:
     from rsdino.evaluate.probe import run_linear_evaluation
 
-    train = SceneDataset(raw_dir, prepared_dir, "train")
-    test = SceneDataset(raw_dir, prepared_dir, "test")
+    context = context or {}
+    train = _scene_split(raw_dir, prepared_dir, "train", context)
+    test = _scene_split(raw_dir, prepared_dir, "test", context)
     return run_linear_evaluation(model_dir, train, test, settings, tracker, device=device,
                                  progress=progress)
 
 
 def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, device: str,
                   progress: bool, context: dict[str, Any]) -> Any:
-    from rsdino.data.scene import SceneDataset
     from rsdino.evaluate.protocols import FeatureSource
 
-    datasets = {split: SceneDataset(raw_dir, prepared_dir, split) for split in ("train", "test")}
+    datasets = {split: _scene_split(raw_dir, prepared_dir, split, context) for split in ("train", "test")}
     source = FeatureSource(model_dir, datasets, dataset_name=settings.dataset,
                            batch_size=getattr(settings, "batch_size", 64),
                            image_size=getattr(settings, "image_size", None), device=device, progress=progress,
@@ -71,28 +79,28 @@ def _frozen(name: str) -> Callable[..., dict[str, Any]]:
 def _analyses(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
               device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
     from rsdino.analysis.run import run_analyses
-    from rsdino.data.scene import SceneDataset
 
     context = context or {}
-    dataset = SceneDataset(raw_dir, prepared_dir, "test")
+    dataset = _scene_split(raw_dir, prepared_dir, "test", context)
     out_dir = context.get("artifact_dir") or Path(prepared_dir) / "analyses"
     return run_analyses(model_dir, dataset, settings, tracker, out_dir=Path(out_dir), device=device)
 
 
 def _dense(kind: str) -> Callable[..., dict[str, Any]]:
-    """Runner of a dense or multi-label protocol: needs a data reader that is not in rsdino.data yet."""
+    """Runner of a dense or multi-label protocol (``rsdino.evaluate.dense``)."""
 
     def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
                device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
         from rsdino.evaluate import dense
 
         return dense.run_dense_protocol(kind, settings, model_dir, raw_dir, prepared_dir, tracker,
-                                        device=device, progress=progress)
+                                        device=device, progress=progress,
+                                        bands=(context or {}).get("bands"))
 
     return runner
 
 
-#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress[, context])
+#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "knn": _knn, "linear_logistic": _linear_logistic, "knn_faiss": _frozen("knn_faiss"),
     "knn_multiscale": _frozen("knn_multiscale"), "linear_dino": _frozen("linear_dino"),
@@ -100,6 +108,34 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "retrieval": _frozen("retrieval"), "analyses": _analyses, "multilabel": _dense("multilabel"),
     "change_detection": _dense("change_detection"), "segmentation": _dense("segmentation"),
 }
+
+
+def evaluation_bands(params: Any, evaluation: str, variant: str,
+                     model_dir: Path) -> tuple[list[int], list[str]] | None:
+    """``(index into the evaluation dataset's bands, the model's band names)``, matched by name.
+
+    The model's bands are those of its ``model.json``, spelled as its pretraining dataset spells them
+    (with that dataset's ``band_aliases``); the evaluation dataset's are its declared ``bands`` and
+    ``band_aliases`` (``rsdino.data.bands``). None when the model names no bands.
+
+    Raises:
+        BandMismatchError: the evaluation data lacks a band the model was trained on.
+    """
+    import json
+
+    from rsdino.data.bands import BandMismatchError, match_bands
+
+    trained = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8")).get("bands")
+    if not trained:
+        return None
+    pretrain = params.datasets.get(params.variants[variant].pretrain_data)
+    data = params.datasets[params.evaluations[evaluation].dataset]
+    try:
+        index = match_bands(trained, data.bands, available_aliases=data.band_aliases,
+                            trained_aliases=pretrain.band_aliases if pretrain is not None else None)
+    except BandMismatchError as error:
+        raise BandMismatchError(f"evaluations.{evaluation} on variants.{variant}: {error}") from None
+    return index, list(trained)
 
 
 def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *, model_dir: Path,
@@ -118,11 +154,9 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
                          f"(known: {', '.join(PROTOCOLS)})")
     context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
                "cache_dir": Path(params.paths.data) / "features",
-               "native_size": getattr(params.datasets[settings.dataset], "native_size", None)}
-    if settings.protocol in {"knn", "linear_logistic"}:
-        result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress)
-    else:
-        result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
+               "native_size": getattr(params.datasets[settings.dataset], "native_size", None),
+               "bands": evaluation_bands(params, name, variant_name, model_dir)}
+    result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
     record = {
         "evaluation": name,
         "protocol": settings.protocol,

@@ -1,0 +1,144 @@
+"""Preflight: what would fail after pretraining, checked when the settings load (seconds, no torch).
+
+A full-scale run pretrains for days before its evaluations start; a setting that makes an evaluation
+fail must stop the plan instead. ``preflight(params)`` checks the selected scale's variants and
+evaluations and returns one line per problem, naming the variant and/or the evaluation:
+
+* bands, by name (``rsdino.data.bands``): a variant's ``input_bands`` exist in its pretraining data,
+  and every evaluation dataset has every band each of its variants trains on;
+* sizes: every crop of a ViT without ``dynamic_img_pad`` is a multiple of its patch, and so is the
+  image size of every evaluation of it (and every tile size a dense evaluation uses);
+* protocols against backbone kinds: ``analyses`` reads ViT attention and patch tokens, and
+  segmentation heads read a ViT's patch grid;
+* the data a method or protocol needs: DINO-TP's temporal views need a ``temporal_series`` dataset,
+  the multimodal method S1/S2 pairs, an evaluation labels of the right kind;
+* batch sizes against split sizes, for the datasets already prepared (``<data>/prepared/<name>``):
+  a pretraining batch larger than the training split gives no step at all.
+
+``load_params`` runs it for the selected scale and raises ``ParamsError`` with these lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rsdino.data.bands import BandMismatchError, match_bands
+from rsdino.models.catalog import BACKBONES
+
+#: protocol -> the dataset tasks it can evaluate on (it needs their labels).
+PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
+    **{protocol: ("scene_classification",) for protocol in (
+        "knn", "linear_logistic", "knn_faiss", "knn_multiscale", "linear_dino", "linear_dinov2", "finetune",
+        "retrieval", "analyses")},
+    "multilabel": ("multilabel",),
+    "change_detection": ("change_detection",),
+    "segmentation": ("segmentation",),
+}
+#: Protocols that need a ViT backbone (attention maps, patch-token grids).
+VIT_ONLY_PROTOCOLS = ("analyses", "segmentation")
+
+
+def trained_bands(params: Any, variant_name: str) -> list[str]:
+    """The bands a variant's exported backbone reads: its ``input_bands``, else its data's (S2 part)."""
+    variant = params.variants[variant_name]
+    bands = list(variant.input_bands or params.datasets[variant.pretrain_data].bands)
+    if variant.method == "dinov2_multimodal":
+        bands = bands[variant.multimodal.s1_bands:]
+    return bands
+
+
+def _patch(variant: Any) -> tuple[int | None, bool]:
+    """(patch size, whether crops must be multiples of it) of a variant's backbone."""
+    entry = BACKBONES[variant.backbone]
+    patch = variant.backbone_kwargs.get("patch_size", entry["patch_size"])
+    strict = entry["family"] == "vit" and not variant.backbone_kwargs.get("dynamic_img_pad", False)
+    return patch, strict
+
+
+def _split_sizes(params: Any, dataset: str) -> dict[str, int]:
+    """``{split: items}`` of a prepared dataset (its ``<split>.txt`` lines or ``<split>.json`` list)."""
+    folder = Path(params.paths.data) / "prepared" / dataset
+    sizes = {}
+    for split in ("train", "test"):
+        try:
+            if (folder / f"{split}.txt").is_file():
+                lines = (folder / f"{split}.txt").read_text(encoding="utf-8").splitlines()
+                sizes[split] = sum(1 for line in lines if line.strip())
+            elif (folder / f"{split}.json").is_file():
+                items = json.loads((folder / f"{split}.json").read_text(encoding="utf-8"))
+                if isinstance(items, list):
+                    sizes[split] = len(items)
+        except (OSError, ValueError):
+            continue
+    return sizes
+
+
+def _variant_problems(params: Any, name: str) -> Iterator[str]:
+    variant = params.variants[name]
+    data = params.datasets[variant.pretrain_data]
+    where = f"variants.{name}"
+    if variant.input_bands is not None:
+        try:
+            match_bands(variant.input_bands, data.bands, available_aliases=data.band_aliases)
+        except BandMismatchError:
+            yield (f"{where}.input_bands: {variant.input_bands} are not all bands of its pretraining data "
+                   f"{variant.pretrain_data} {data.bands}")
+    patch, strict = _patch(variant)
+    crops = variant.crops
+    sizes = sorted({crops.global_size, *crops.local_sizes_or_default()})
+    if strict and patch and any(size % patch for size in sizes):
+        yield (f"{where}.crops: crop sizes {sizes} are not multiples of the patch size {patch} of "
+               f"{variant.backbone} (or set backbone_kwargs.dynamic_img_pad: true)")
+    if crops.temporal and data.task != "temporal_series":
+        yield (f"{where}.crops.temporal: temporal views need a temporal_series dataset; "
+               f"{variant.pretrain_data} is {data.task}")
+    if variant.method == "dinov2_multimodal" and data.task != "s1s2_pairs":
+        yield f"{where}: method dinov2_multimodal needs S1/S2 pairs; {variant.pretrain_data} is {data.task}"
+    n_train = _split_sizes(params, variant.pretrain_data).get("train")
+    if n_train is not None and variant.optim.batch_size > n_train:
+        yield (f"{where}.optim.batch_size: {variant.optim.batch_size} is larger than the training split of "
+               f"{variant.pretrain_data} ({n_train} items): no full batch, no step")
+
+
+def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
+    evaluation = params.evaluations[name]
+    data = params.datasets[evaluation.dataset]
+    where = f"evaluations.{name}"
+    tasks = PROTOCOL_TASKS.get(evaluation.protocol)
+    if tasks is not None and data.task not in tasks:
+        yield (f"{where}: protocol {evaluation.protocol} needs a {' or '.join(tasks)} dataset (labels); "
+               f"{evaluation.dataset} is {data.task}")
+    size = getattr(evaluation, "image_size", None)
+    if evaluation.protocol in ("segmentation", "change_detection") and size not in data.tile_sizes \
+            and data.task in ("segmentation", "change_detection"):
+        yield (f"{where}.image_size: {size} is not one of the tile sizes {data.tile_sizes} of "
+               f"{evaluation.dataset} (datasets.{evaluation.dataset}.tile_sizes)")
+    for variant_name in evaluation.variants:
+        variant = params.variants[variant_name]
+        pair = f"{where} on variants.{variant_name}"
+        pretrain = params.datasets[variant.pretrain_data]
+        try:
+            match_bands(trained_bands(params, variant_name), data.bands, available_aliases=data.band_aliases,
+                        trained_aliases=pretrain.band_aliases)
+        except BandMismatchError as error:
+            yield f"{pair}: {evaluation.dataset}: {error}"
+        patch, strict = _patch(variant)
+        if strict and patch and size and size % patch:
+            yield (f"{pair}: image_size {size} is not a multiple of the patch size {patch} of "
+                   f"{variant.backbone}")
+        if evaluation.protocol in VIT_ONLY_PROTOCOLS and BACKBONES[variant.backbone]["family"] != "vit":
+            yield (f"{pair}: protocol {evaluation.protocol} needs a ViT (patch tokens), "
+                   f"{variant.backbone} is a {BACKBONES[variant.backbone]['family']}")
+
+
+def preflight(params: Any) -> list[str]:
+    """One line per problem of the selected scale that would only show after pretraining (module doc)."""
+    problems: list[str] = []
+    for name in params.selected_variants():
+        problems += _variant_problems(params, name)
+    for name in params.selected_evaluations():
+        problems += _evaluation_problems(params, name)
+    return list(dict.fromkeys(problems))
