@@ -206,6 +206,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate one pretrained variant with one evaluation protocol; write its metrics file."""
     from rsdino.config import load_params
     from rsdino.evaluate.run import run_evaluation
+    from rsdino.models.backbones import backbone_folder
 
     params = load_params(args.params, args.scale)
     if args.evaluation not in params.evaluations:
@@ -214,7 +215,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluation = params.evaluations[args.evaluation]
     variant = _variant(params, args.variant)
     _set_threads(args.threads)
-    require(args.model / "model.safetensors", "pretrained model",
+    branch = getattr(evaluation, "backbone", "teacher")
+    require(backbone_folder(args.model, branch) / "model.safetensors", f"pretrained {branch} backbone",
             f"run `rsdino pretrain --variant {args.variant}` first")
     require(args.raw, "dataset folder", f"run `rsdino download --dataset {evaluation.dataset}` first")
     require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {evaluation.dataset}`")
@@ -363,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--evaluation", required=True, help="evaluation name in params.yaml")
     p.add_argument("--variant", required=True, help="variant name in params.yaml")
-    p.add_argument("--model", type=Path, required=True, help="pretrained model folder")
+    p.add_argument("--model", type=Path, required=True, help="the variant's pretrained model folder (teacher backbone; the "
+                   "student's in its student/ sub-folder)")
     p.add_argument("--raw", type=Path, required=True, help="downloaded evaluation dataset folder")
     p.add_argument("--data", type=Path, required=True, help="prepared evaluation dataset folder")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from rsdino.config import ParamsError, load_params, settings_digest
+from rsdino.models.backbones import WEIGHTS_FILE, backbone_folder
 from rsdino.tracking import configure_offline_environment
 
 configure_offline_environment()
@@ -85,6 +86,12 @@ def evaluation_digest(wildcards):
 
 def pretrain_data(wildcards, folder):
     return f"{DATA}/{folder}/{P.variants[wildcards.variant].pretrain_data}"
+
+
+def evaluation_model(wildcards):
+    """The backbone weights an evaluation reads: the teacher's, or the student's (`backbone: student`)."""
+    branch = getattr(P.evaluations[wildcards.evaluation], "backbone", "teacher")
+    return str(backbone_folder(f"{MODELS}/{wildcards.variant}", branch) / WEIGHTS_FILE)
 
 
 def evaluation_data(wildcards, folder):
