@@ -233,8 +233,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """Build the results tables (Markdown and CSV), the summary metrics and the plots."""
+    """Build the results tables (Markdown, CSV, coverage of the published numbers), summary and plots."""
+    import json
+
     from rsdino.config import load_params
+    from rsdino.report.coverage import COVERAGE_FILE, coverage_lines
     from rsdino.report.plots import TRAINING_CURVES, plot_ours_vs_published, plot_training_curves
     from rsdino.report.tables import build_tables, write_summary
     from rsdino.workflow_support import write_resolved
@@ -263,6 +266,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             written.append(curves)
     for path in written:
         print(path)
+    for line in coverage_lines(json.loads((args.out / COVERAGE_FILE).read_text(encoding="utf-8"))):
+        print(line)
 
 
 def cmd_dvc_commit(args: argparse.Namespace) -> None:
@@ -365,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--evaluation", required=True, help="evaluation name in params.yaml")
     p.add_argument("--variant", required=True, help="variant name in params.yaml")
-    p.add_argument("--model", type=Path, required=True, help="the variant's pretrained model folder (teacher backbone; the "
-                   "student's in its student/ sub-folder)")
+    p.add_argument("--model", type=Path, required=True,
+                   help="the variant's pretrained model folder (teacher backbone; the student's in student/)")
     p.add_argument("--raw", type=Path, required=True, help="downloaded evaluation dataset folder")
     p.add_argument("--data", type=Path, required=True, help="prepared evaluation dataset folder")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")

@@ -117,6 +117,7 @@ def history_files():
 MODEL_FILES = [f"{MODELS}/{v}/model.safetensors" for v in P.selected_variants()]
 TABLE_FILES = [f"{RESULTS}/tables/{t}.{ext}" for t in P.selected.tables for ext in ("md", "csv")]
 SUMMARY = f"{RESULTS}/metrics/summary.json"
+COVERAGE = f"{RESULTS}/tables/coverage.json"
 PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
 IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
 TRACKED_DATA = (
