@@ -214,6 +214,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate one pretrained variant with one evaluation protocol; write its metrics file."""
     from rsdino.config import load_params
     from rsdino.evaluate.run import run_evaluation
+    from rsdino.models.backbones import backbone_folder
 
     params = load_params(args.params, args.scale)
     if args.evaluation not in params.evaluations:
@@ -222,7 +223,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluation = params.evaluations[args.evaluation]
     variant = _variant(params, args.variant)
     _set_threads(args.threads)
-    require(args.model / "model.safetensors", "pretrained model",
+    branch = getattr(evaluation, "backbone", "teacher")
+    require(backbone_folder(args.model, branch) / "model.safetensors", f"pretrained {branch} backbone",
             f"run `rsdino pretrain --variant {args.variant}` first")
     require(args.raw, "dataset folder", f"run `rsdino download --dataset {evaluation.dataset}` first")
     require(args.data, "prepared dataset folder", f"run `rsdino prepare --dataset {evaluation.dataset}`")
@@ -239,8 +241,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """Build the results tables (Markdown and CSV), the summary metrics and the plots."""
+    """Build the results tables (Markdown, CSV, coverage of the published numbers), summary and plots."""
+    import json
+
     from rsdino.config import load_params
+    from rsdino.report.coverage import COVERAGE_FILE, coverage_lines
     from rsdino.report.plots import TRAINING_CURVES, plot_ours_vs_published, plot_training_curves
     from rsdino.report.tables import build_tables, write_summary
     from rsdino.workflow_support import write_resolved
@@ -269,6 +274,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             written.append(curves)
     for path in written:
         print(path)
+    for line in coverage_lines(json.loads((args.out / COVERAGE_FILE).read_text(encoding="utf-8"))):
+        print(line)
 
 
 def cmd_dvc_commit(args: argparse.Namespace) -> None:
@@ -371,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--evaluation", required=True, help="evaluation name in params.yaml")
     p.add_argument("--variant", required=True, help="variant name in params.yaml")
-    p.add_argument("--model", type=Path, required=True, help="pretrained model folder")
+    p.add_argument("--model", type=Path, required=True,
+                   help="the variant's pretrained model folder (teacher backbone; the student's in student/)")
     p.add_argument("--raw", type=Path, required=True, help="downloaded evaluation dataset folder")
     p.add_argument("--data", type=Path, required=True, help="prepared evaluation dataset folder")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON file to write")

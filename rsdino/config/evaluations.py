@@ -19,11 +19,14 @@ class FrozenFeatureEvaluation(StrictModel):
     Features are extracted ``batch_size`` images at a time, resized to ``image_size`` (default:
     the model's own size). With ``random_baseline`` the same evaluation runs on a randomly
     initialised backbone of the same architecture (seeded by ``seed``) and is recorded beside the
-    pretrained number.
+    pretrained number. ``backbone`` chooses the pretrained branch whose backbone is evaluated: the
+    EMA ``teacher`` (DINO's protocol, the variant's ``model.safetensors``) or the ``student``
+    (``student/model.safetensors``; the DINOv2-RS seed's kNN and logistic probe).
     """
 
     dataset: str
     variants: list[str]
+    backbone: Literal["teacher", "student"] = "teacher"
     batch_size: int = Field(64, ge=1)
     image_size: int | None = None
     random_baseline: bool = True

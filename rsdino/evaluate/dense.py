@@ -208,11 +208,14 @@ def _fit_and_predict(model: nn.Module, train: Dataset, test: Dataset, loss_fn: A
                      device: str | torch.device, progress: bool, desc: str) -> tuple[float, Tensor, Tensor]:
     """``_fit`` on ``train`` (shuffled by ``seed``), then predict ``test`` in eval mode.
 
-    Returns the last epoch's mean loss, the test outputs (``keep(forward(...))`` per batch, so
-    dense logits can be reduced before they pile up) and the test items' ``target``, concatenated.
+    The incomplete last training batch is dropped when ``train`` holds more than one batch (as
+    ``finetune.finetune_classifier`` does): the heads' BatchNorm layers cannot train on a batch of
+    one image whose map is 1x1 (UPerNet's pyramid pooling always is). Returns the last epoch's mean
+    loss, the test outputs (``keep(forward(...))`` per batch, so dense logits can be reduced before
+    they pile up) and the test items' ``target``, concatenated.
     """
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=_stack,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size,
+                        collate_fn=_stack, generator=torch.Generator().manual_seed(seed))
     loss = _fit(model, loader, loss_fn, forward, epochs=epochs, lr=lr, device=device, progress=progress,
                 desc=desc)
     model.eval()

@@ -124,6 +124,8 @@ def finetune_classifier(backbone: nn.Module, train: Dataset, test: Dataset, *, n
     scaled per layer by :math:`\lambda^{L + 1 - l}` (``layer_decay_groups``), warm-up then cosine per
     iteration. Training images: normalised per band, resized to ``image_size``, then a random
     resized crop (``crop_scale``) back to ``image_size`` and random flips; test images: resized.
+    The incomplete last training batch is dropped when there is more than one batch, so that no
+    BatchNorm layer (CNN backbones, convolutional stems) trains on a batch of one.
 
     Args:
         backbone: the pretrained backbone (modified in place).

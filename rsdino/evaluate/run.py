@@ -144,14 +144,18 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     """Evaluate ``variant_name`` with evaluation ``name`` and write the metrics file ``out``.
 
     The metrics file (format in docs/architecture.md) is the source of truth for the tables; its
-    resolved settings are written beside it as ``<out>.params.yaml``.
+    resolved settings are written beside it as ``<out>.params.yaml``. ``model_dir`` is the variant's
+    model folder; an evaluation with ``backbone: student`` reads the student backbone in its
+    ``student/`` sub-folder (``rsdino.models.backbones.backbone_folder``).
     """
+    from rsdino.models.backbones import backbone_folder
     from rsdino.workflow_support import write_resolved
 
     runner = PROTOCOLS.get(settings.protocol)
     if runner is None:
         raise ValueError(f"evaluations.{name}.protocol: no runner for {settings.protocol!r} "
                          f"(known: {', '.join(PROTOCOLS)})")
+    model_dir = backbone_folder(model_dir, getattr(settings, "backbone", "teacher"))
     context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
                "cache_dir": Path(params.paths.data) / "features",
                "native_size": getattr(params.datasets[settings.dataset], "native_size", None),

@@ -6,7 +6,9 @@ get ``dynamic_img_size=True`` so that one model takes both the global and the lo
 (``ConvStemPatchEmbed``, after Xiao et al. 2021, "Early Convolutions Help Transformers See Better").
 
 A model folder (see docs/architecture.md) holds ``model.safetensors`` (plain timm state-dict keys)
-and ``model.json`` (how to rebuild the backbone and normalise its inputs).
+and ``model.json`` (how to rebuild the backbone and normalise its inputs). A pretrained variant's
+folder holds the teacher backbone; its ``student/`` sub-folder the student backbone, in the same
+layout (``backbone_folder``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from rsdino.models.catalog import BACKBONES
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+#: Which pretrained branch's backbone lives where inside a variant's model folder (``backbone_folder``).
+BRANCH_FOLDERS = {"teacher": ".", "student": "student"}
 #: Keys ``export_backbone`` requires in its ``meta`` (``bands``, ``method``, ... are added by callers).
 REQUIRED_META = ("backbone", "timm_name", "timm_kwargs", "in_chans", "img_size", "drop_path")
 
@@ -149,6 +153,13 @@ def export_backbone(model: nn.Module, out_dir: Path, meta: dict[str, Any]) -> Pa
         save_file(tensors, str(tmp), metadata={"format": "pt", "backbone": str(meta["backbone"])})
     write_json(out_dir / META_FILE, meta)
     return weights
+
+
+def backbone_folder(model_dir: Path, branch: str = "teacher") -> Path:
+    """The model folder of ``branch`` (``teacher`` or ``student``) inside a variant's ``model_dir``."""
+    if branch not in BRANCH_FOLDERS:
+        raise ValueError(f"unknown backbone branch {branch!r} (known: {', '.join(BRANCH_FOLDERS)})")
+    return Path(model_dir) / BRANCH_FOLDERS[branch]
 
 
 def load_backbone(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:

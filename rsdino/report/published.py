@@ -16,6 +16,8 @@ from pathlib import Path
 SEED_TABLES = Path(__file__).parent / "data" / "seed_tables.csv"
 COLUMNS = ("source", "table", "model", "arch", "pretrain_data", "protocol", "dataset", "metric",
            "value", "note")
+#: The columns that identify one published number (one row of the CSV).
+KEY_COLUMNS = ("table", "model", "arch", "pretrain_data", "protocol", "dataset", "metric")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,12 @@ class PublishedValue:
     source: str
     protocol: str
     note: str = ""
+    key: tuple[str, ...] = ()  # the row's KEY_COLUMNS values (``row_key``)
+
+
+def row_key(row: dict[str, str]) -> tuple[str, ...]:
+    """The identity of one published number: its ``KEY_COLUMNS`` values."""
+    return tuple(row[column] for column in KEY_COLUMNS)
 
 
 class AmbiguousPublishedValue(LookupError):
@@ -60,7 +68,7 @@ def lookup_entry(table: str, model: str, arch: str, pretrain_data: str, dataset:
         raise AmbiguousPublishedValue(f"{path}: {len(rows)} published values for {key} "
                                       f"(protocols {protocols}); choose one with protocol=")
     row = rows[0]
-    return PublishedValue(float(row["value"]), row["source"], row["protocol"], row["note"])
+    return PublishedValue(float(row["value"]), row["source"], row["protocol"], row["note"], row_key(row))
 
 
 def lookup(table: str, model: str, arch: str, pretrain_data: str, dataset: str, metric: str,

@@ -3,10 +3,14 @@
 For each table of the selected scale: rows are variants (plus a "random init" row per variant
 from the metrics' ``baselines.random_init``), columns are the table's columns (an evaluation and a
 metric each, ``TableConfig.resolved_columns``), a cell is our value of the column's metric. Columns
-of ``reference`` evaluations (another scale's) show the published number beside "not run".
-``<table>.md`` holds the Markdown table with its caption
+of ``reference`` evaluations (another scale's) show the published number beside "not run". Every
+model of the table's published tables that no variant of ours stands for (the seeds' comparison
+rows, e.g. SatMAE in the SatDINO table) gets a published-only row: its published numbers beside
+"not trained here". ``<table>.md`` holds the Markdown table with its caption
 (metric, where the published numbers come from, the MLflow run of every cell), ``<table>.csv`` the
-same cells in long format. The metrics files are the source of truth (docs/architecture.md).
+same cells in long format (column ``published_only``), and ``coverage.json`` counts, per table, the
+published numbers shown beside ours, those in published-only rows and those shown nowhere
+(``rsdino.report.coverage``). The metrics files are the source of truth (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ from typing import Any
 from rsdino import io as rio
 from rsdino.config import Params
 from rsdino.config.tables import TableColumn
-from rsdino.report.published import SEED_TABLES, AmbiguousPublishedValue, PublishedValue, lookup_entry
+from rsdino.config.variants import PublishedKey
+from rsdino.report.coverage import COVERAGE_FILE, coverage
+from rsdino.report.published import (
+    SEED_TABLES,
+    AmbiguousPublishedValue,
+    PublishedValue,
+    load_seed_tables,
+    lookup_entry,
+)
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
-               "published", "published_source", "mlflow_run_id", "evaluation")
+               "published", "published_source", "mlflow_run_id", "evaluation", "published_only")
 NOT_RUN = "not run"
 NOT_AT_SCALE = "not run at this scale"
 NOT_EVALUATED = "n/a"
+NOT_TRAINED = "not trained here"
+PUBLISHED_ONLY = "(published only)"
 DASH = "—"
 
 
@@ -86,10 +100,10 @@ def load_metrics(metrics_files: list[Path]) -> dict[tuple[str, str], dict[str, A
 class Cell:
     """One (variant, evaluation) cell of a table."""
 
-    variant: str
+    variant: str  # the variant, or the label of a published-only row
     evaluation: str
     dataset: str
-    status: str  # "ok", NOT_RUN, NOT_AT_SCALE or NOT_EVALUATED
+    status: str  # "ok", NOT_RUN, NOT_AT_SCALE, NOT_EVALUATED or NOT_TRAINED (published-only row)
     metric: str = ""
     ours: float | None = None
     random_init: float | None = None
@@ -97,9 +111,26 @@ class Cell:
     run_id: str | None = None
 
 
-def _published(params: Params, table_name: str, variant: str, column: TableColumn) -> PublishedValue | None:
+@dataclass
+class Row:
+    """One row of a table: a variant of ours, or (``variant`` None) a published-only row."""
+
+    label: str
+    method: str
+    backbone: str
+    cells: list[Cell]
+    variant: str | None = None
+
+    @property
+    def published_only(self) -> bool:
+        """A model of the seeds' table that rsdino does not train: published numbers only."""
+        return self.variant is None
+
+
+def _published(params: Params, table_name: str, key: PublishedKey | None, column: TableColumn,
+               who: str) -> PublishedValue | None:
+    """The published number of ``column`` for the model ``key`` (``who`` names it in errors)."""
     evaluation = column.evaluation
-    key = params.variants[variant].published
     name = (getattr(params.evaluations[evaluation], "published_dataset", None)
             or params.datasets[params.evaluations[evaluation].dataset].published_name)
     if column.published_table is None or key is None or name is None:
@@ -112,7 +143,7 @@ def _published(params: Params, table_name: str, variant: str, column: TableColum
         protocol = getattr(params.evaluations[evaluation], "published_protocol", None)
         entry = lookup_entry(*args, protocol=protocol)
         if entry is None:
-            raise ValueError(f"tables.{table_name}: several published values for variant {variant!r} on "
+            raise ValueError(f"tables.{table_name}: several published values for {who} on "
                              f"{name!r} and none with evaluations.{evaluation}.published_protocol "
                              f"{protocol!r}") from None
         return entry
@@ -144,7 +175,8 @@ def table_cells(params: Params, table_name: str,
                 continue
             status = NOT_RUN if evaluation in params.tables[table_name].evaluations else NOT_AT_SCALE
             cell = Cell(variant, evaluation, dataset, status, metric,
-                        published=_published(params, table_name, variant, column))
+                        published=_published(params, table_name, params.variants[variant].published,
+                                             column, f"variant {variant!r}"))
             data = metrics.get((evaluation, variant))
             if data is not None:
                 cell.status = "ok"
@@ -156,12 +188,45 @@ def table_cells(params: Params, table_name: str,
     return variants, rows
 
 
+def published_only_rows(params: Params, table_name: str, variants: list[str]) -> list[Row]:
+    """A row for every model of the table's published tables that none of ``variants`` stands for.
+
+    Models are ``(model, arch, pretrain_data)`` of ``seed_tables.csv``, in the order of the CSV; a
+    model none of whose published numbers falls in a column of the table gets no row.
+    """
+    columns = table_columns(params, table_name)
+    published_tables = {c.published_table for c in columns if c.published_table}
+    ours = {(k.model, k.arch, k.pretrain_data) for k in (params.variants[v].published for v in variants) if k}
+    models = dict.fromkeys((row["model"], row["arch"], row["pretrain_data"]) for row in load_seed_tables()
+                           if row["table"] in published_tables)
+    rows = []
+    for model, arch, pretrain_data in (m for m in models if m not in ours):
+        key = PublishedKey(model=model, arch=arch, pretrain_data=pretrain_data)
+        label = f"{model} {arch} {PUBLISHED_ONLY}"
+        cells = [Cell(label, c.evaluation, params.evaluations[c.evaluation].dataset, NOT_TRAINED,
+                      c.metric or "", published=_published(params, table_name, key, c, f"model {label!r}"))
+                 for c in columns]
+        if any(cell.published for cell in cells):
+            rows.append(Row(label, model, arch, cells))
+    return rows
+
+
+def table_rows(params: Params, table_name: str, metrics: dict[tuple[str, str], dict[str, Any]]) -> list[Row]:
+    """The rows of a table: the variants of ours (``table_cells``), then the published-only rows."""
+    variants, cells = table_cells(params, table_name, metrics)
+    ours = [Row(v, params.variants[v].method, params.variants[v].backbone, row, variant=v)
+            for v, row in zip(variants, cells, strict=True)]
+    return ours + published_only_rows(params, table_name, variants)
+
+
 def _fmt(value: float | None) -> str:
     return DASH if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def _md_cell(cell: Cell, random_init: bool) -> str:
     published = cell.published.value if cell.published else None
+    if cell.status == NOT_TRAINED:
+        return DASH if published is None else f"{NOT_TRAINED} / {_fmt(published)}"
     if cell.status in (NOT_RUN, NOT_AT_SCALE) and published is not None and not random_init:
         return f"{cell.status} / {_fmt(published)}"
     if cell.status != "ok":
@@ -171,7 +236,7 @@ def _md_cell(cell: Cell, random_init: bool) -> str:
     return f"{_fmt(cell.ours)} / {_fmt(published)}"
 
 
-def _markdown(params: Params, table_name: str, variants: list[str], rows: list[list[Cell]]) -> str:
+def _markdown(params: Params, table_name: str, rows: list[Row]) -> str:
     table = params.tables[table_name]
     columns = table_columns(params, table_name)
     datasets = [params.evaluations[c.evaluation].dataset for c in columns]
@@ -181,20 +246,19 @@ def _markdown(params: Params, table_name: str, variants: list[str], rows: list[l
                for d, c in zip(datasets, columns, strict=True)]
     lines = [f"# {table.title}", "", "| variant | method | backbone | " + " | ".join(headers) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in headers) + " |"]
-    for variant, row in zip(variants, rows, strict=True):
-        cfg = params.variants[variant]
-        lines.append(f"| {variant} | {cfg.method} | {cfg.backbone} | "
-                     + " | ".join(_md_cell(c, False) for c in row) + " |")
-        if any(c.random_init is not None for c in row):
-            lines.append(f"| {variant} (random init) | {cfg.method} | {cfg.backbone} | "
-                         + " | ".join(_md_cell(c, True) for c in row) + " |")
+    for row in rows:
+        lines.append(f"| {row.label} | {row.method} | {row.backbone} | "
+                     + " | ".join(_md_cell(c, False) for c in row.cells) + " |")
+        if any(c.random_init is not None for c in row.cells):
+            lines.append(f"| {row.label} (random init) | {row.method} | {row.backbone} | "
+                         + " | ".join(_md_cell(c, True) for c in row.cells) + " |")
     lines += ["", *_caption(params, table_name, rows)]
     return "\n".join(lines) + "\n"
 
 
-def _caption(params: Params, table_name: str, rows: list[list[Cell]]) -> list[str]:
+def _caption(params: Params, table_name: str, rows: list[Row]) -> list[str]:
     table = params.tables[table_name]
-    cells = [c for row in rows for c in row]
+    cells = [c for row in rows for c in row.cells]
     text = [table.caption.strip()] if table.caption.strip() else []
     metrics = sorted({c.metric for c in cells if c.metric})
     shown = "`, `".join(metrics) or table.metric
@@ -204,6 +268,9 @@ def _caption(params: Params, table_name: str, rows: list[list[Cell]]) -> list[st
                 f"an evaluation of another scale (e.g. the full one), shown for its published number; "
                 f"`{NOT_EVALUATED}`: "
                 "the variant is not part of that evaluation.")
+    if any(row.published_only for row in rows):
+        text.append(f"Rows marked \"{PUBLISHED_ONLY}\" are models of the seeds' table that rsdino does not "
+                    f"train (comparison rows): `{NOT_TRAINED}` / published.")
     used = sorted({(c.published.source, c.published.protocol) for c in cells if c.published})
     if used:
         sources = "; ".join(f"seed `{source}` (protocol `{protocol}`)" for source, protocol in used)
@@ -218,24 +285,28 @@ def _caption(params: Params, table_name: str, rows: list[list[Cell]]) -> list[st
     return [" ".join(text), "", "MLflow runs:", *(runs or ["- none"])]
 
 
-def _csv(params: Params, table_name: str, rows: list[list[Cell]]) -> str:
+def _csv(table_name: str, rows: list[Row]) -> str:
+    """The cells in long format; a published-only row contributes its cells with a published number."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for cell in (c for row in rows for c in row if c.status != NOT_EVALUATED):
-        cfg = params.variants[cell.variant]
-        writer.writerow({"table": table_name, "variant": cell.variant, "method": cfg.method,
-                         "backbone": cfg.backbone, "dataset": cell.dataset, "metric": cell.metric,
-                         "ours": "" if cell.ours is None else cell.ours,
-                         "random_init": "" if cell.random_init is None else cell.random_init,
-                         "published": cell.published.value if cell.published else "",
-                         "published_source": cell.published.source if cell.published else "",
-                         "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation})
+    for row in rows:
+        for cell in row.cells:
+            if cell.status == NOT_EVALUATED or (row.published_only and cell.published is None):
+                continue
+            writer.writerow({"table": table_name, "variant": row.label, "method": row.method,
+                             "backbone": row.backbone, "dataset": cell.dataset, "metric": cell.metric,
+                             "ours": "" if cell.ours is None else cell.ours,
+                             "random_init": "" if cell.random_init is None else cell.random_init,
+                             "published": cell.published.value if cell.published else "",
+                             "published_source": cell.published.source if cell.published else "",
+                             "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation,
+                             "published_only": str(row.published_only).lower()})
     return buffer.getvalue()
 
 
 def build_tables(metrics_files: list[Path], params: Params, out_dir: Path) -> list[Path]:
-    """Write ``<table>.md`` and ``<table>.csv`` for every table of the selected scale.
+    """Write ``<table>.md`` and ``<table>.csv`` for every table of the selected scale, and ``coverage.json``.
 
     Args:
         metrics_files: metrics JSON files (docs/architecture.md); a path that does not exist counts
@@ -244,15 +315,23 @@ def build_tables(metrics_files: list[Path], params: Params, out_dir: Path) -> li
         out_dir: where the tables are written (atomically).
 
     Returns:
-        The written paths, ``.md`` then ``.csv`` for each table.
+        The written paths, ``.md`` then ``.csv`` for each table, then ``coverage.json``
+        (``rsdino.report.coverage.coverage`` of the tables).
     """
     metrics = load_metrics(metrics_files)
     written: list[Path] = []
+    tables: dict[str, list[Row]] = {}
     for name in params.selected.tables:
-        variants, rows = table_cells(params, name, metrics)
-        written.append(rio.write_text(Path(out_dir) / f"{name}.md", _markdown(params, name, variants, rows)))
-        written.append(rio.write_text(Path(out_dir) / f"{name}.csv", _csv(params, name, rows)))
+        tables[name] = rows = table_rows(params, name, metrics)
+        written.append(rio.write_text(Path(out_dir) / f"{name}.md", _markdown(params, name, rows)))
+        written.append(rio.write_text(Path(out_dir) / f"{name}.csv", _csv(name, rows)))
+    written.append(rio.write_json(Path(out_dir) / COVERAGE_FILE, coverage(params, tables)))
     return written
+
+
+def layout(params: Params) -> dict[str, list[Row]]:
+    """The rows of every table of the selected scale without any metrics file (nothing run yet)."""
+    return {name: table_rows(params, name, {}) for name in params.selected.tables}
 
 
 def write_summary(metrics_files: list[Path], out_path: Path) -> Path:

@@ -16,6 +16,8 @@ draws the views. The loop:
   decay, patch-embedding lr multiplier), teacher momentum and temperature from per-step schedules;
 - clips gradients per parameter (DINO) or globally (DINOv2), freezes the prototype layers during the
   first epoch(s), runs under bf16 autocast on CUDA;
+- exports the teacher backbone (``model.safetensors`` + ``model.json``) and the student backbone
+  (``student/``, same layout) at the end;
 - writes ``checkpoints/last.pt`` atomically after every epoch, every ``checkpoint_every_steps``
   steps and when ``request_stop()`` was called (then raises ``TrainingInterrupted``), with everything
   needed to resume bit for bit on CPU: model (student, teacher, centres), optimizer, step, random
@@ -48,7 +50,7 @@ from rsdino import io as rio
 from rsdino import views as view_recipes
 from rsdino.config.variants import VariantConfig
 from rsdino.io import atomic_path
-from rsdino.models.backbones import backbone_spec, export_backbone
+from rsdino.models.backbones import backbone_folder, backbone_spec, export_backbone
 from rsdino.models.catalog import BACKBONES
 from rsdino.tracking import Tracker
 from rsdino.train import distributed
@@ -288,8 +290,9 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
     """Pretrain ``variant`` on ``dataset`` and export the teacher backbone to ``out_dir``.
 
     Resumes from ``out_dir/checkpoints/last.pt`` when it was written by the same settings (a
-    finished run's checkpoint only re-exports). Writes ``model.safetensors``, ``model.json``,
-    ``teacher.safetensors``, ``history.csv`` and ``loss.png`` (rank 0); logs per-step metrics
+    finished run's checkpoint only re-exports). Writes ``model.safetensors``, ``model.json`` (the
+    teacher backbone), ``student/model.safetensors`` + ``student/model.json`` (the student backbone,
+    same layout), ``teacher.safetensors``, ``history.csv`` and ``loss.png`` (rank 0); logs per-step metrics
     (``loss`` and ``loss_<term>`` for every term, ``lr``, ``wd``, ``momentum``, ``teacher_temp``,
     ``student_std``, ``teacher_entropy``) to ``tracker``. Returns the path of
     ``model.safetensors``. ``gsd`` is the data's native ground sample distance in metres (a
@@ -399,7 +402,10 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
                 "bands": list(bands[model.student.s1_bands:]), "method": variant.method,
                 "variant": variant_name, "mean": [float(v) for v in mean[model.student.s1_bands:]],
                 "std": [float(v) for v in std[model.student.s1_bands:]]}
-        weights = export_backbone(backbone, out_dir, meta)
+        weights = export_backbone(backbone, out_dir, {**meta, "branch": "teacher"})
+        # The student backbone too, in the same layout: the DINOv2-RS seed evaluates the student.
+        export_backbone(model.student.backbone, backbone_folder(out_dir, "student"),
+                        {**meta, "branch": "student"})
         # The whole teacher (heads, GSD head, S1 backbone and fusion too), for analyses and reuse.
         teacher_state = {k: v.detach().cpu().contiguous() for k, v in model.teacher.state_dict().items()}
         with atomic_path(out_dir / TEACHER_FILE, suffix=".safetensors") as tmp:

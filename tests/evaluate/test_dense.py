@@ -59,6 +59,19 @@ def test_linear_segmentation_learns_bright_halves():
     assert metrics["mIoU"] > 90.0
 
 
+@pytest.mark.parametrize(("head", "size"), [("linear", 8), ("upernet", 16)])
+def test_a_last_training_batch_of_one_is_not_handed_to_batchnorm(head, size):
+    # 4 * 2 + 1 images: the shuffled last batch would hold one image, whose 1x1 pyramid-pooling
+    # map (UPerNet) or 1x1 token map (linear head on one 8 px patch) BatchNorm cannot normalise.
+    def crop(dataset):
+        return Items([{"image": item["image"][:, :size, :size], "mask": item["mask"][:size, :size]}
+                      for item in dataset])
+
+    metrics = train_segmentation(vit(), crop(halves(4 * 2 + 1, 0)), crop(halves(3, 1)), n_classes=2,
+                                 head=head, epochs=1, batch_size=4, progress=False)
+    assert 0.0 <= metrics["mIoU"] <= 100.0 and metrics["train_loss"] == metrics["train_loss"]
+
+
 def test_change_detection_reports_change_class_scores():
     gen = torch.Generator().manual_seed(0)
     items = []

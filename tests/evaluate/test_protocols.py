@@ -193,3 +193,41 @@ def test_run_evaluation_writes_the_metrics_file_of_a_new_protocol(tiny_vit_dir, 
                                                          "precision_at_10", "map"}
     assert (out.parent / "v_artifacts" / "retrieval.png").is_file()
     assert captured["native_size"] == 32 and captured["cache_dir"] == Path("data") / "features"
+
+
+def test_student_backbone_setting_reads_the_student_folder(tiny_vit_dir, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from rsdino.config import load_params
+    from rsdino.evaluate import run
+    from rsdino.models.backbones import backbone_spec, build_backbone, export_backbone
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", "full")
+    assert {params.evaluations[name].backbone for name in params.evaluations
+            if name.startswith("dinov2rs_")} == {"student"}
+    torch.manual_seed(2)  # the student: another tiny ViT inside the teacher's folder
+    meta = {**backbone_spec("vit_tiny_patch8", 3, 16, depth=2), "bands": ["R", "G", "B"], "method": "dino",
+            "variant": "t", "mean": [1.5] * 3, "std": [1.6] * 3}
+    export_backbone(build_backbone("vit_tiny_patch8", 3, 16, depth=2), tiny_vit_dir / "student", meta)
+    monkeypatch.chdir(tmp_path)
+    results = {}
+    for branch in ("teacher", "student"):
+        settings = KnnFaissEvaluation(protocol="knn_faiss", k=5, backbone=branch, random_baseline=False,
+                                      **{**COMMON, "dataset": "eurosat_rgb"})
+        read = []
+
+        def fake_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context, read=read):
+            read.append(Path(model_dir))
+            return source(model_dir)
+
+        monkeypatch.setattr(run, "_scene_source", fake_source)
+        out = tmp_path / branch / "metrics.json"
+        record = run.run_evaluation("dinov2rs_knn_eurosat", settings, "demo_dino_vit",
+                                    params.variants["demo_dino_vit"], model_dir=tiny_vit_dir,
+                                    raw_dir=tmp_path, prepared_dir=tmp_path, out=out, params=params,
+                                    tracker=NullTracker())
+        assert read == [tiny_vit_dir if branch == "teacher" else tiny_vit_dir / "student"]
+        assert set(record["metrics"]) == {"top1_k5"}
+        train, _ = source(read[0]).features(source(read[0]).model, "train", ["cls"])
+        results[branch] = train["cls"]
+    assert not torch.equal(results["teacher"], results["student"])  # two different backbones were read

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from rsdino.config import parse_params
+from rsdino.config import load_params, parse_params
+from rsdino.report.coverage import coverage, coverage_lines
 from rsdino.report.plots import plot_ours_vs_published, plot_training_curves
-from rsdino.report.published import AmbiguousPublishedValue, lookup, lookup_entry
-from rsdino.report.tables import CSV_COLUMNS, MetricsFileError, build_tables, write_summary
+from rsdino.report.published import AmbiguousPublishedValue, load_seed_tables, lookup, lookup_entry, row_key
+from rsdino.report.tables import CSV_COLUMNS, MetricsFileError, build_tables, layout, write_summary
 
 SEED_000 = "000_3c1603fd0c612d3c.txt"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dataset(published_name=None):
@@ -90,7 +93,7 @@ def test_published_lookup_reads_the_seed_csv():
 
 def test_build_tables_cells_markdown_and_csv(tmp_path, metrics_files):
     written = build_tables(metrics_files, settings(), tmp_path / "tables")
-    assert [p.name for p in written] == ["knn_table.md", "knn_table.csv"]
+    assert [p.name for p in written] == ["knn_table.md", "knn_table.csv", "coverage.json"]
     md = (tmp_path / "tables" / "knn_table.md").read_text()
     lines = md.splitlines()
     assert lines[0] == "# kNN test table"
@@ -99,13 +102,27 @@ def test_build_tables_cells_markdown_and_csv(tmp_path, metrics_files):
     assert "| vits (random init) | dinov2 | vit_small_patch16 | 40.50 | not run |" in lines
     assert "| tiny | dino | vit_tiny_patch8 | 60.00 / — | n/a |" in lines
     assert not any(line.startswith("| tiny (random init)") for line in lines)
+    # the two models of the seed's kNN table that no variant here stands for: published only
+    assert ("| dinov2 vit_base_patch16 (published only) | dinov2 | vit_base_patch16 | "
+            "not trained here / 87.14 | not trained here / 95.70 |") in lines
+    assert ("| dino convvit_small (published only) | dino | convvit_small | "
+            "not trained here / 90.00 | not trained here / 94.07 |") in lines
+    assert lines.index("| tiny | dino | vit_tiny_patch8 | 60.00 / — | n/a |") < lines.index(
+        "| dinov2 vit_base_patch16 (published only) | dinov2 | vit_base_patch16 | "
+        "not trained here / 87.14 | not trained here / 95.70 |")
     assert "A test caption." in md and SEED_000 in md and "knn_faiss_majority_k20_90_10" in md
     assert "`run-vits-ucm`" in md and "`run-tiny-ucm`" in md
 
     rows = read_csv(tmp_path / "tables" / "knn_table.csv")
     assert tuple(rows[0]) == CSV_COLUMNS
-    by_key = {(r["variant"], r["dataset"]): r for r in rows}
+    by_key = {(r["variant"], r["dataset"]): r for r in rows if r["published_only"] == "false"}
     assert set(by_key) == {("vits", "ucm"), ("vits", "euro"), ("tiny", "ucm")}
+    published_only = {(r["variant"], r["dataset"]): r for r in rows if r["published_only"] == "true"}
+    assert set(published_only) == {(f"{m} (published only)", d) for m in ("dinov2 vit_base_patch16",
+                                                                          "dino convvit_small")
+                                   for d in ("ucm", "euro")}
+    cell = published_only["dino convvit_small (published only)", "ucm"]
+    assert cell["ours"] == "" and float(cell["published"]) == 90.0 and cell["published_source"] == SEED_000
     vits_ucm = by_key["vits", "ucm"]
     assert float(vits_ucm["ours"]) == 81.234 and float(vits_ucm["random_init"]) == 40.5
     assert float(vits_ucm["published"]) == 87.143 and vits_ucm["published_source"] == SEED_000
@@ -222,3 +239,41 @@ def test_training_curves_draw_every_history_and_name_a_bad_file(tmp_path):
     with pytest.raises(ValueError, match=r"bad/history.csv.*epoch"):
         plot_training_curves([bad], tmp_path / "plots" / "bad.png")
     assert not (tmp_path / "plots" / "bad.png").exists()
+
+
+def test_coverage_counts_paired_published_only_and_unplaced(tmp_path, metrics_files):
+    written = build_tables(metrics_files, settings(), tmp_path)
+    report = json.loads(written[-1].read_text())
+    knn = report["tables"]["knn_table"]
+    seed_knn = [r for r in load_seed_tables() if r["table"] == "dinov2rs_knn"]
+    # vits: ucm (measured) and euro (not run) beside ours; the two other models: published only;
+    # their 7 other datasets and vits's 7 others have no column here
+    assert (knn["published"], knn["paired"], knn["paired_measured"], knn["published_only"]) == (
+        len(seed_knn), 2, 1, 4)
+    assert knn["unplaced"] == len(seed_knn) - 6 == len(knn["unplaced_numbers"])
+    assert "dinov2rs_knn/dinov2/vit_small_patch16/Million-AID+SkyScript/knn_faiss_majority_k20_90_10/" \
+           "RESISC45/top1" in knn["unplaced_numbers"]
+    assert report["seeds"]["rows"] == len(load_seed_tables()) and report["seeds"]["placed"] == 6
+    assert report["seeds"]["unclaimed"]["dinov2rs_linear"] == 27
+    lines = coverage_lines(report)
+    assert lines[0].startswith(f"knn_table: {len(seed_knn)} published numbers: 2 beside ours (1 measured), "
+                               "4 in published-only rows")
+    assert lines[-1].startswith(f"seed tables: 6/{len(load_seed_tables())} published numbers shown")
+
+
+def test_every_published_number_has_a_cell_at_the_full_scale():
+    """Laid out without any metrics file: every row of seed_tables.csv is beside ours or published-only."""
+    params = load_params(ROOT / "params.yaml", "full")
+    tables = layout(params)
+    report = coverage(params, tables)
+    assert {name: t["unplaced_numbers"] for name, t in report["tables"].items()} == {
+        name: [] for name in params.selected.tables}
+    assert report["seeds"]["unclaimed"] == {}
+    assert report["seeds"]["placed"] == report["seeds"]["rows"] == len(load_seed_tables()) == 180
+    comparison = [r for r in load_seed_tables() if r["note"] == "comparison row"]
+    shown = {c.published.key for rows in tables.values() for row in rows if row.published_only
+             for c in row.cells if c.published}
+    assert shown == {row_key(r) for r in comparison} and len(comparison) == 24
+    labels = [row.label for row in tables["table3_satdino"] if row.published_only]
+    assert sorted(labels) == ["satmae vit_large_patch16 (published only)",
+                              "scale_mae vit_large_patch16 (published only)"]

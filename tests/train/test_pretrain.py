@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from rsdino.config import CropSettings, DinoLossSettings, HeadSettings, OptimSettings, VariantConfig
-from rsdino.models.backbones import build_backbone, load_backbone
+from rsdino.models.backbones import backbone_folder, build_backbone, load_backbone
 from rsdino.tracking import NullTracker
 from rsdino.train import pretrain
 from rsdino.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -66,14 +66,18 @@ def finished(tmp_path_factory):
 def test_two_epochs_write_the_model_folder(finished) -> None:
     out_dir, weights, tracker = finished
     assert weights == out_dir / "model.safetensors"
-    for name in ("model.safetensors", "model.json", "loss.png", "history.csv", "checkpoints/last.pt"):
+    for name in ("model.safetensors", "model.json", "student/model.safetensors", "student/model.json",
+                 "loss.png", "history.csv", "checkpoints/last.pt"):
         assert (out_dir / name).is_file(), name
     meta = json.loads((out_dir / "model.json").read_text())
     assert meta["backbone"] == "vit_tiny_patch8" and meta["img_size"] == 32 and meta["in_chans"] == 13
     assert meta["bands"] == BANDS and meta["mean"] == [2000.0] * 13 and meta["method"] == "dino"
-    assert meta["variant"] == "tiny"
+    assert meta["variant"] == "tiny" and meta["branch"] == "teacher"
+    student_meta = json.loads((out_dir / "student" / "model.json").read_text())
+    assert student_meta == {**meta, "branch": "student"}
     assert tracker.artifacts == [out_dir / "history.csv", out_dir / "loss.png"]
     load_backbone(out_dir)
+    load_backbone(backbone_folder(out_dir, "student"))
 
 
 def test_history_csv_holds_every_logged_metric_per_step(finished) -> None:
@@ -108,6 +112,9 @@ def test_teacher_moved_and_differs_from_the_student(finished) -> None:
     assert all(torch.equal(teacher[k], model[f"teacher.backbone.{k}"]) for k in teacher)
     assert any(not torch.equal(teacher[k], initial[k]) for k in teacher)
     assert any(not torch.equal(teacher[k], model[f"student.backbone.{k}"]) for k in teacher)
+    student = load_file(str(out_dir / "student" / "model.safetensors"))
+    assert student.keys() == teacher.keys()
+    assert all(torch.equal(student[k], model[f"student.backbone.{k}"]) for k in student)
 
 
 @pytest.mark.parametrize("kill_at", [1, 3])  # inside the first epoch, and inside the second
@@ -130,6 +137,9 @@ def test_resume_after_a_kill_gives_bitwise_the_same_teacher(finished, tmp_path, 
     reference = load_file(str(finished[1]))
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    student, student_reference = (load_file(str(folder / "student" / "model.safetensors"))
+                                  for folder in (tmp_path, finished[0]))
+    assert all(torch.equal(student[k], student_reference[k]) for k in student_reference)
 
     again = NullTracker()  # a finished run's checkpoint: nothing more to train
     exported_again = load_file(str(_run(tmp_path, tracker=again)))

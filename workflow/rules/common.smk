@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from rsdino.config import ParamsError, load_params, settings_digest
+from rsdino.models.backbones import WEIGHTS_FILE, backbone_folder
 from rsdino.tracking import configure_offline_environment
 
 configure_offline_environment()
@@ -88,6 +89,12 @@ def pretrain_data(wildcards, folder):
     return f"{DATA}/{folder}/{P.variants[wildcards.variant].pretrain_data}"
 
 
+def evaluation_model(wildcards):
+    """The backbone weights an evaluation reads: the teacher's, or the student's (`backbone: student`)."""
+    branch = getattr(P.evaluations[wildcards.evaluation], "backbone", "teacher")
+    return str(backbone_folder(f"{MODELS}/{wildcards.variant}", branch) / WEIGHTS_FILE)
+
+
 def evaluation_data(wildcards, folder):
     return f"{DATA}/{folder}/{P.evaluations[wildcards.evaluation].dataset}"
 
@@ -111,6 +118,7 @@ def history_files():
 MODEL_FILES = [f"{MODELS}/{v}/model.safetensors" for v in P.selected_variants()]
 TABLE_FILES = [f"{RESULTS}/tables/{t}.{ext}" for t in P.selected.tables for ext in ("md", "csv")]
 SUMMARY = f"{RESULTS}/metrics/summary.json"
+COVERAGE = f"{RESULTS}/tables/coverage.json"
 PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
 IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
 TRACKED_DATA = (

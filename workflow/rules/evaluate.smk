@@ -1,16 +1,17 @@
 # Evaluation: one job per (evaluation, variant); each writes one metrics file (and, for retrieval and
-# the analyses, PNGs in <metrics file stem>_artifacts/ beside it).
+# the analyses, PNGs in <metrics file stem>_artifacts/ beside it). It reads the variant's teacher
+# backbone, or its student backbone (models/<variant>/student/) for an evaluation with `backbone: student`.
 
 rule evaluate:
     input:
-        model=f"{MODELS}/{{variant}}/model.safetensors",
+        model=evaluation_model,
         raw=lambda wc: evaluation_data(wc, "raw"),
         data=lambda wc: evaluation_data(wc, "prepared"),
     output:
         f"{RESULTS}/metrics/{{evaluation}}/{{variant}}.json",
     params:
         settings=evaluation_digest,
-        model=lambda wc, input: os.path.dirname(input.model),
+        model=lambda wc: f"{MODELS}/{wc.variant}",
         device=lambda wc: "cuda" if evaluation_gpus(wc) else "cpu",
     log:
         "logs/evaluate/{evaluation}/{variant}.log",

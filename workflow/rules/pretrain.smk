@@ -17,6 +17,8 @@ rule pretrain:
     output:
         model=f"{MODELS}/{{variant}}/model.safetensors",
         meta=f"{MODELS}/{{variant}}/model.json",
+        student=f"{MODELS}/{{variant}}/student/model.safetensors",
+        student_meta=f"{MODELS}/{{variant}}/student/model.json",
         history=f"{MODELS}/{{variant}}/history.csv",
     params:
         settings=variant_digest,

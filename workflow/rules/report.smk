@@ -1,4 +1,5 @@
-# Report: the results tables, the summary metrics (DVC) and the plots, from the metrics files only.
+# Report: the results tables, their coverage of the published numbers, the summary metrics (DVC) and
+# the plots, from the metrics files only.
 
 
 rule report:
@@ -7,6 +8,7 @@ rule report:
         histories=history_files(),
     output:
         tables=TABLE_FILES,
+        coverage=COVERAGE,
         summary=SUMMARY,
         plots=PLOTS,
     params:
