@@ -88,7 +88,7 @@ def resolve_scale(raw: dict[str, Any], name: str) -> dict[str, Any]:
     """
     scales = raw.get("scales") or {}
     scale = scales.get(name)
-    if not isinstance(scale, dict) or not (scale.get("like") or scale.get("overrides") or scale.get("fake_data")):
+    if not isinstance(scale, dict) or not any(scale.get(k) for k in ("like", "overrides", "fake_data")):
         return raw
     chain = [name]
     base = scale

@@ -1,66 +1,15 @@
 """End to end: the demo DAG from a fresh copy of the project, offline, idempotent, traceable."""
 
 import csv
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-from rsdino.workflow_support import install_profiles
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
 
-def _offline_prefix() -> list[str]:
-    """Run under a new network namespace (no network at all) where the machine allows it."""
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-n"]
-    return []
-
-
-OFFLINE = _offline_prefix()
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> dict:
-    """A fresh git + DVC checkout of the project's files, with its own profiles and no outputs."""
-    dest = tmp_path_factory.mktemp("project") / "rsdino"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        subprocess.run(command, cwd=dest, check=True)
-    config_home = dest.parent / "xdg"
-    install_profiles(dest, home=config_home / "snakemake")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CONFIG_HOME": str(config_home)})
-    return {"root": dest, "env": env}
-
-
-def run(project: dict, *command: str, offline: bool = True, timeout: int = 1200) -> str:
-    prefix = OFFLINE if offline else []
-    result = subprocess.run([*prefix, *command], cwd=project["root"], env=project["env"],
-                            capture_output=True, text=True, timeout=timeout)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def demo(project) -> dict:
-    out = run(project, "snakemake", "--profile", "local", "all")
+def demo(project, run_in) -> dict:
+    out = run_in(project, "snakemake", "--profile", "local", "all")
     return {**project, "first_run": out}
 
 
@@ -82,23 +31,23 @@ def test_table_shows_pretrained_above_random_init(demo):
     assert (demo["root"] / "data" / "raw" / "demo_eurosat.dvc").is_file()
 
 
-def test_second_run_does_nothing_and_dvc_is_up_to_date(demo):
-    again = run(demo, "snakemake", "--profile", "local", "all")
+def test_second_run_does_nothing_and_dvc_is_up_to_date(demo, run_in):
+    again = run_in(demo, "snakemake", "--profile", "local", "all")
     assert "Nothing to be done" in again, again[-3000:]
-    repro = run(demo, "dvc", "repro")
+    repro = run_in(demo, "dvc", "repro")
     assert "didn't change" in repro or "up to date" in repro, repro
     assert "Running stage" not in repro
-    status = run(demo, "dvc", "status")
+    status = run_in(demo, "dvc", "status")
     assert "up to date" in status.lower() or status.strip() == "", status
 
 
-def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo, job_counts):
+def test_changing_an_evaluation_setting_reruns_only_that_evaluation(demo, job_counts, run_in):
     params = demo["root"] / "params.yaml"
     original = params.read_text()
     params.write_text(original.replace("    c: 1.0\n    random_baseline: true",
                                        "    c: 0.5\n    random_baseline: true", 1))  # demo_linear
     try:
-        plan = run(demo, "snakemake", "--profile", "local", "-n", "all")
+        plan = run_in(demo, "snakemake", "--profile", "local", "-n", "all")
         counts = job_counts(plan)
         assert counts == {"evaluate": 1, "report": 1, "dvc_record": 1, "all": 1}, plan[-3000:]
     finally:
