@@ -19,10 +19,12 @@ class FrozenFeatureEvaluation(StrictModel):
     Features are extracted ``batch_size`` images at a time, resized to ``image_size`` (default:
     the model's own size). With ``random_baseline`` the same evaluation runs on a randomly
     initialised backbone of the same architecture (seeded by ``seed``) and is recorded beside the
-    pretrained number.
+    pretrained number. ``split`` names the dataset's train/test split (``default``, or a key of
+    ``datasets.<name>.splits``).
     """
 
     dataset: str
+    split: str = "default"
     variants: list[str]
     batch_size: int = Field(64, ge=1)
     image_size: int | None = None
@@ -102,11 +104,13 @@ class LinearDinoEvaluation(FrozenFeatureEvaluation):
 
     ``features`` ``auto`` takes the CLS tokens of the last 4 blocks for a ViT-S (and smaller) and
     the last CLS + the mean patch token for wider ViTs (DINO's choice); or name a variant of
-    ``rsdino.evaluate.tokens``.
+    ``rsdino.evaluate.tokens``. ``optimizer: adamw`` is SatDINO's probe (AdamW, last CLS, 25 epochs,
+    lr 1e-5 x B / 256).
     """
 
     protocol: Literal["linear_dino"]
     features: str = "auto"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     epochs: int = Field(100, ge=1)
     base_lr: float = Field(1e-3, gt=0)
     train_batch_size: int = Field(256, ge=1)
@@ -140,6 +144,7 @@ class FinetuneEvaluation(StrictModel):
 
     protocol: Literal["finetune"]
     dataset: str
+    split: str = "default"
     variants: list[str]
     image_size: int | None = None
     epochs: int = Field(100, ge=1)
@@ -172,6 +177,7 @@ class AnalysesEvaluation(StrictModel):
 
     protocol: Literal["analyses"]
     dataset: str
+    split: str = "default"
     variants: list[str]
     image_size: int | None = None
     n_images: int = Field(4, ge=2)
