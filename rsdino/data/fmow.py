@@ -124,7 +124,8 @@ def prepare_fmow_csv(root: Path, out_dir: Path, *, splits: tuple[str, ...] = SPL
     CSV columns: ``id, image_path, split, category_name, category_idx, gsd, year, month, hour,
     location, timestamp, box`` (``image_path`` relative to ``root``, POSIX; ``category_idx`` indexes
     ``LABELS``; ``gsd`` in metres per pixel; the time is UTC, ``timestamp`` ISO 8601; ``location``
-    ``<category>_<n>``; ``box`` the labelled bounding box ``x y w h`` in pixels). Rows are sorted by category, location number and time index. ``locations.json`` maps
+    ``<category>_<n>``; ``box`` the labelled bounding box ``x y w h`` in pixels). Rows are sorted
+    by category, location number and time index. ``locations.json`` maps
     ``split -> location -> [image ids]`` in chronological order, for temporal views. Images whose
     JSON has no ``.jpg`` beside it are skipped and listed in the returned summary. Every file is
     written atomically.

@@ -67,7 +67,7 @@ def context_box(box: tuple[int, int, int, int], width: int, height: int) -> tupl
 
 
 def read_fmow_crop(path: Path, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """The context crop of ``box`` in the JPEG at ``path``, bilinearly resized to ``size`` squared, ``(3, S, S)`` uint8.
+    """The context crop of ``box`` in the JPEG at ``path``, bilinearly resized to ``(3, size, size)`` uint8.
 
     Raises:
         ImageReadError: naming the file, when it is missing or unreadable.
@@ -91,15 +91,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             row["gsd"] = float(row["gsd"])
             row["box"] = tuple(int(v) for v in row["box"].split())
         except (KeyError, ValueError, AttributeError) as err:
-            raise ValueError(f"{path}:{number}: malformed fMoW row ({err}); run `rsdino prepare` again") from err
+            raise ValueError(f"{path}:{number}: malformed fMoW row ({err}); "
+                             "run `rsdino prepare` again") from err
         if len(row["box"]) != 4:
             raise ValueError(f"{path}:{number}: box {row['box']} is not x y w h; run `rsdino prepare` again")
     return rows
 
 
 def prepare_fmow_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root: str, bands: list[str],
-                         rgb_bands: list[str], gsd: float, native_size: int, max_stats_items: int | None = 500,
-                         seed: int = 0, progress: bool = True) -> dict:
+                         rgb_bands: list[str], gsd: float, native_size: int,
+                         max_stats_items: int | None = 500, seed: int = 0, progress: bool = True) -> dict:
     """Write the prepared folder of task ``fmow`` (see the module docstring) for ``raw_dir/class_root``.
 
     ``gsd`` is the dataset's nominal GSD (recorded; each image has its own). ``seed`` draws the
@@ -130,7 +131,8 @@ def prepare_fmow_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root:
         write_json(tmp / "dataset.json", metadata)
     result = {"name": name, "n_train": summary["counts"]["train"], "n_test": summary["counts"]["val"],
               "n_classes": len(LABELS), "missing_images": summary["missing_images"]}
-    log.info("prepared %s in %s: %s", name, out_dir, {k: v for k, v in result.items() if k != "missing_images"})
+    log.info("prepared %s in %s: %s (%d images without a JPEG)", name, out_dir,
+             {k: v for k, v in result.items() if k != "missing_images"}, len(result["missing_images"]))
     return result
 
 

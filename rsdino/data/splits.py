@@ -23,7 +23,10 @@ NAMED_SPLITS_DIR = "splits"
 
 
 def part_of(split: str, part: str) -> str:
-    """The reader's name of ``part`` (``"train"``/``"test"``) of split ``split``: ``train`` or ``<split>/train``."""
+    """The reader's name of part ``part`` (``train``/``test``) of split ``split``: ``<split>/<part>``.
+
+    The default split's parts keep their plain names.
+    """
     return part if split == DEFAULT_SPLIT else f"{split}/{part}"
 
 

@@ -64,7 +64,8 @@ def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: P
                   progress: bool, context: dict[str, Any]) -> Any:
     from rsdino.evaluate.protocols import FeatureSource
 
-    datasets = {part: _open_part(settings, raw_dir, prepared_dir, part, context) for part in ("train", "test")}
+    datasets = {part: _open_part(settings, raw_dir, prepared_dir, part, context)
+                for part in ("train", "test")}
     source = FeatureSource(model_dir, datasets, dataset_name=_cache_name(settings),
                            batch_size=getattr(settings, "batch_size", 64),
                            image_size=getattr(settings, "image_size", None), device=device, progress=progress,
@@ -74,7 +75,7 @@ def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: P
 
 
 def _frozen(name: str) -> Callable[..., dict[str, Any]]:
-    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test parts of the evaluation's split."""
+    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test parts of the split."""
 
     def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
                device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:

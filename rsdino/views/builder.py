@@ -116,7 +116,7 @@ class ViewBuilder:
         return {b: modalities[b] for b in self.bands}
 
     def __call__(self, sample: dict) -> dict:
-        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``, ``"series_gsd"``)."""
+        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``, ...)."""
         crops = self.crops
         sources, dates = self._sources(sample)
         gsds_in = self._source_gsds(sample, dates)
@@ -199,7 +199,7 @@ class ViewBuilder:
         return batch
 
     def _source_gsds(self, sample: dict, dates: list[int] | None) -> list[float]:
-        """The GSD of every view's source image: the date's ``series_gsd``, the sample's ``gsd``, or the dataset's."""
+        """Each view's source GSD: its date's ``series_gsd``, the sample's ``gsd`` or the dataset's."""
         n_views = self.crops.n_global + self.crops.n_local
         per_date = sample.get("series_gsd")
         if dates is not None and per_date is not None:
@@ -382,10 +382,11 @@ def build_views(crops: CropSettings, *, bands: list[str], rgb_bands: list[str], 
 
     The sample is ``{"image": (C, H, W) uint8/uint16/float in native units, optionally "series":
     (T, C, H, W), optionally "gsd": float (the image's own GSD, e.g. from fMoW metadata; else the
-    dataset's ``gsd``), optionally "series_gsd": (T,) one GSD per date}``; the result is ``{"global": [n_global x (C, G, G)],
-    "local": [n_local x (C, s_i, s_i)], "global_gsd": (n_global,), "local_gsd": (n_local,)}``, float32,
-    standardised, GSDs in metres per output pixel, plus ``"masks": (n_global, G // p, G // p)`` bool
-    when ``crops.mask_p > 0``. See ``ViewBuilder`` for the arguments.
+    dataset's ``gsd``), optionally "series_gsd": (T,) one GSD per date}``; the result is
+    ``{"global": [n_global x (C, G, G)], "local": [n_local x (C, s_i, s_i)], "global_gsd": (n_global,),
+    "local_gsd": (n_local,)}``, float32, standardised, GSDs in metres per output pixel, plus
+    ``"masks": (n_global, G // p, G // p)`` bool when ``crops.mask_p > 0``. See ``ViewBuilder`` for the
+    arguments.
     """
     return ViewBuilder(crops, bands=bands, rgb_bands=rgb_bands, mean=mean, std=std, gsd=gsd,
                        patch_size=patch_size, modalities=modalities)

@@ -157,7 +157,8 @@ def test_csv_has_location_timestamp_and_box(fake_fmow: tuple[Path, dict], tmp_pa
     prepare_fmow_csv(root, tmp_path)
     for row in _read_csv(tmp_path / "train.csv"):
         meta = _meta(root, row["image_path"])
-        box = meta["bounding_boxes"] if isinstance(meta["bounding_boxes"], dict) else meta["bounding_boxes"][0]
+        boxes = meta["bounding_boxes"]
+        box = boxes if isinstance(boxes, dict) else boxes[0]
         assert row["box"] == " ".join(str(v) for v in box["box"])
         assert row["location"] == row["id"].rsplit("_", 1)[0]
         assert row["timestamp"][:19] == meta["timestamp"][:19]
@@ -228,9 +229,9 @@ def test_two_items_with_different_metadata_gsd_give_different_targets(prepared_f
     train = open_dataset(_fmow_cfg(), root, out, "train")
     first = train[0]
     second = next(train[i] for i in range(1, len(train)) if train[i]["gsd"] != first["gsd"])
-    views = build_views(CropSettings(global_size=8, local_size=4, n_local=2, scale_bins=True), bands=train.bands,
-                        rgb_bands=train.bands, mean=train.stats["mean"], std=train.stats["std"], gsd=1.0,
-                        patch_size=4)
+    crops = CropSettings(global_size=8, local_size=4, n_local=2, scale_bins=True)
+    views = build_views(crops, bands=train.bands, rgb_bands=train.bands, mean=train.stats["mean"],
+                        std=train.stats["std"], gsd=1.0, patch_size=4)
     targets = []
     for item in (first, second):
         torch.manual_seed(7)  # the same boxes for both: only the metadata GSD differs

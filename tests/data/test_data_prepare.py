@@ -92,8 +92,8 @@ def test_named_splits_beside_the_default_one(fake_eurosat_raw, fake_eurosat_prep
     assert len(named_train) + len(named_test) == 50
     assert not {p for p, _ in named_train.samples} & {p for p, _ in named_test.samples}
     assert named_train.stats["n_images"] == len(named_train)
-    pixels = np.concatenate([read_image(fake_eurosat_raw / rel).reshape(13, -1) for rel, _ in named_train.samples],
-                            axis=1)
+    images = [read_image(fake_eurosat_raw / rel).reshape(13, -1) for rel, _ in named_train.samples]
+    pixels = np.concatenate(images, axis=1)
     np.testing.assert_allclose(named_train.stats["mean"], pixels.mean(axis=1), rtol=1e-10)
     assert default_train.stats == json.loads((out / "stats.json").read_text())
     prepare_fake(fake_eurosat_raw, tmp_path / "plain", test_fraction=0.1)

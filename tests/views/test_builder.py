@@ -143,8 +143,8 @@ def test_temporal_globals_from_different_dates_locals_from_anchor() -> None:
 
 def test_temporal_views_take_the_gsd_of_their_date() -> None:
     """fMoW series: each date has its own metadata GSD, and each view's target follows its date."""
-    settings = CropSettings(**SMALL, **NO_COLOUR, temporal=True, global_scale=(1.0, 1.0), local_scale=(1.0, 1.0),
-                            aspect_ratio=(1.0, 1.0))
+    whole = {"global_scale": (1.0, 1.0), "local_scale": (1.0, 1.0), "aspect_ratio": (1.0, 1.0)}
+    settings = CropSettings(**SMALL, **NO_COLOUR, **whole, temporal=True)
     builder = build_views(settings, bands=RGB, rgb_bands=RGB, mean=[0.0] * 3, std=[1.0] * 3, gsd=99.0,
                           patch_size=8)
     per_date = torch.tensor([0.5, 1.0, 3.0])
