@@ -157,7 +157,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         _pretrain_on_slurm(args, variant)
         return
     _set_threads(args.threads)
-    train = open_dataset(dataset_cfg, args.raw, args.data, "train")  # any task: scenes, series, S1/S2 pairs
+    # Any task: scenes, series, S1/S2 pairs. Temporal views of dated single images (fMoW) draw one
+    # date per global crop and one for the locals.
+    crops = variant.crops
+    train = open_dataset(dataset_cfg, args.raw, args.data, "train",
+                         series=crops.n_global + 1 if crops.temporal else 0)
     main_rank = int(os.environ.get("RANK", "0")) == 0  # other ranks of a distributed job log nothing
     resolved = (write_resolved(params.resolved_for(variant=args.variant), args.out / "params.resolved.yaml")
                 if main_rank else None)

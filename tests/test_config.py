@@ -1,5 +1,6 @@
 """Settings: validation errors name the key path; references are checked; resolved subsets."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,9 @@ def test_wrong_type_names_the_key():
     (("scale",), "huge", "scale: unknown scale 'huge'"),
     (("variants", "demo_dino_vit", "backbone"), "vit_gigantic",
      "variants.demo_dino_vit.backbone: unknown backbone 'vit_gigantic'"),
+    (("evaluations", "satdino_mknn_eurosat", "split"), "eighty_twenty",
+     "evaluations.satdino_mknn_eurosat.split: unknown split of dataset 'eurosat_rgb' 'eighty_twenty' "
+     "(defined: satdino)"),
 ])
 def test_undefined_references_are_refused(path, value, expected):
     raw = raw_params()
@@ -63,6 +67,32 @@ def test_undefined_references_are_refused(path, value, expected):
     with pytest.raises(ParamsError) as error:
         parse_params(raw)
     assert expected in str(error.value)
+
+
+def test_satdino_table_uses_its_own_80_20_split_and_dinov2rs_keeps_90_10():
+    full = load_params(PARAMS, "full")
+    table = full.tables["table3_satdino"].evaluations
+    scene = [n for n in table if full.evaluations[n].protocol in {"knn_multiscale", "finetune"}]
+    assert len(scene) == 12 and all(full.evaluations[n].split == "satdino" for n in scene)
+    for name in scene:
+        dataset = full.datasets[full.evaluations[name].dataset]
+        assert dataset.split_settings("satdino").test_fraction == 0.2
+        assert dataset.split_settings("default").test_fraction == 0.1
+    assert all(full.evaluations[n].split == "default" for n in full.tables["table1_dinov2rs"].evaluations)
+    fmow = full.evaluations["satdino_linear_fmow"]
+    assert "satdino_linear_fmow" in table and full.datasets[fmow.dataset].task == "fmow"
+    assert (fmow.optimizer, fmow.features, fmow.epochs) == ("adamw", "cls", 25)
+
+
+@pytest.mark.parametrize(("dataset", "splits", "expected"), [
+    ("fmow_rgb", {"satdino": {"test_fraction": 0.2}}, "named splits are made for scene_classification"),
+    ("ucmerced", {"default": {"test_fraction": 0.2}}, "names ['default'] are not allowed"),
+])
+def test_bad_named_splits_are_refused(dataset, splits, expected):
+    raw = raw_params()
+    raw["datasets"][dataset]["splits"] = splits
+    with pytest.raises(ParamsError, match=rf"datasets\.{dataset}: .*{re.escape(expected)}"):
+        parse_params(raw)
 
 
 def test_missing_and_broken_files_are_named(tmp_path):

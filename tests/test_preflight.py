@@ -52,7 +52,7 @@ def test_protocol_against_backbone_kind_and_task():
     lines = problems(raw)
     assert any("satdino_seg_potsdam_224 on variants.dinomc_resnet50: protocol segmentation needs a ViT"
                in line for line in lines)
-    assert any("evaluations.eurosat_knn: protocol knn needs a scene_classification dataset" in line
+    assert any("evaluations.eurosat_knn: protocol knn needs a scene_classification or fmow dataset" in line
                for line in lines)
 
 

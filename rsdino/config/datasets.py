@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -70,6 +71,10 @@ class SplitSettings(StrictModel):
     seed: int = 0
 
 
+#: The name of a dataset's own split (``split``); other names are the keys of ``splits``.
+DEFAULT_SPLIT = "default"
+
+
 class DatasetConfig(StrictModel):
     """One dataset: source, layout, bands, split.
 
@@ -77,10 +82,14 @@ class DatasetConfig(StrictModel):
     ``layout``: the layout-specific indexer of a segmentation, change-detection or image-list
     dataset (``loveda``, ``potsdam``, ``vaihingen``, ``oscd``, ``millionaid``, ``skyscript``, ...).
     ``tile_sizes``: tile sides a segmentation dataset is cut into (one index per size).
+    ``split``: the ``default`` split (its files keep the plain names ``train.txt``/``test.txt``);
+    ``splits``: further named splits of a scene-classification dataset (SatDINO's 80/20:
+    ``splits: {satdino: {test_fraction: 0.2}}``), written beside it and chosen by an evaluation's
+    ``split``.
     """
 
     task: Literal["scene_classification", "unlabelled_images", "temporal_series", "s1s2_pairs",
-                  "multilabel", "change_detection", "segmentation"] = "scene_classification"
+                  "multilabel", "change_detection", "segmentation", "fmow"] = "scene_classification"
     description: str = ""
     source: SourceSettings
     class_root: str = "."
@@ -96,6 +105,7 @@ class DatasetConfig(StrictModel):
     gsd: float = Field(10.0, gt=0)
     native_size: int = Field(64, gt=0)
     split: SplitSettings = Field(default_factory=SplitSettings)
+    splits: dict[str, SplitSettings] = Field(default_factory=dict)
     published_name: str | None = None
     citation: str = ""
 
@@ -107,4 +117,19 @@ class DatasetConfig(StrictModel):
         unknown = [b for b in self.band_aliases if b not in self.bands]
         if unknown:
             raise ValueError(f"band_aliases name {unknown}, which are not in bands {self.bands}")
+        if self.splits and self.task != "scene_classification":
+            raise ValueError(f"splits: named splits are made for scene_classification datasets only, "
+                             f"not for task {self.task!r}")
+        bad = [name for name in self.splits if name == DEFAULT_SPLIT or not re.fullmatch(r"[a-z0-9_]+", name)]
+        if bad:
+            raise ValueError(f"splits: names {bad} are not allowed (lower-case letters, digits and _; "
+                             f"{DEFAULT_SPLIT!r} is the dataset's own `split`)")
         return self
+
+    def split_settings(self, name: str) -> SplitSettings:
+        """The settings of split ``name`` (``default``: ``split``); a ``ValueError`` naming the known ones."""
+        if name == DEFAULT_SPLIT:
+            return self.split
+        if name not in self.splits:
+            raise ValueError(f"unknown split {name!r} (defined: {', '.join([DEFAULT_SPLIT, *self.splits])})")
+        return self.splits[name]

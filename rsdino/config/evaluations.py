@@ -21,10 +21,12 @@ class FrozenFeatureEvaluation(StrictModel):
     initialised backbone of the same architecture (seeded by ``seed``) and is recorded beside the
     pretrained number. ``backbone`` chooses the pretrained branch whose backbone is evaluated: the
     EMA ``teacher`` (DINO's protocol, the variant's ``model.safetensors``) or the ``student``
-    (``student/model.safetensors``; the DINOv2-RS seed's kNN and logistic probe).
+    (``student/model.safetensors``; the DINOv2-RS seed's kNN and logistic probe). ``split`` names the
+    dataset's train/test split (``default``, or a key of ``datasets.<name>.splits``).
     """
 
     dataset: str
+    split: str = "default"
     variants: list[str]
     backbone: Literal["teacher", "student"] = "teacher"
     batch_size: int = Field(64, ge=1)
@@ -105,11 +107,13 @@ class LinearDinoEvaluation(FrozenFeatureEvaluation):
 
     ``features`` ``auto`` takes the CLS tokens of the last 4 blocks for a ViT-S (and smaller) and
     the last CLS + the mean patch token for wider ViTs (DINO's choice); or name a variant of
-    ``rsdino.evaluate.tokens``.
+    ``rsdino.evaluate.tokens``. ``optimizer: adamw`` is SatDINO's probe (AdamW, last CLS, 25 epochs,
+    lr 1e-5 x B / 256).
     """
 
     protocol: Literal["linear_dino"]
     features: str = "auto"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     epochs: int = Field(100, ge=1)
     base_lr: float = Field(1e-3, gt=0)
     train_batch_size: int = Field(256, ge=1)
@@ -143,6 +147,7 @@ class FinetuneEvaluation(StrictModel):
 
     protocol: Literal["finetune"]
     dataset: str
+    split: str = "default"
     variants: list[str]
     image_size: int | None = None
     epochs: int = Field(100, ge=1)
@@ -175,6 +180,7 @@ class AnalysesEvaluation(StrictModel):
 
     protocol: Literal["analyses"]
     dataset: str
+    split: str = "default"
     variants: list[str]
     image_size: int | None = None
     n_images: int = Field(4, ge=2)

@@ -21,7 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from rsdino.config.base import ParamsError, StrictModel
-from rsdino.config.datasets import DatasetConfig
+from rsdino.config.datasets import DEFAULT_SPLIT, DatasetConfig
 from rsdino.config.evaluations import EvaluationConfig
 from rsdino.config.scales import resolve_scale
 from rsdino.config.tables import TableConfig
@@ -98,6 +98,10 @@ class Params(StrictModel):
             need(f"variants.{name}.pretrain_data", variant.pretrain_data, self.datasets, "dataset")
         for name, evaluation in self.evaluations.items():
             need(f"evaluations.{name}.dataset", evaluation.dataset, self.datasets, "dataset")
+            split = getattr(evaluation, "split", DEFAULT_SPLIT)
+            if split != DEFAULT_SPLIT and evaluation.dataset in self.datasets:
+                need(f"evaluations.{name}.split", split, self.datasets[evaluation.dataset].splits,
+                     f"split of dataset {evaluation.dataset!r}")
             for i, variant in enumerate(evaluation.variants):
                 need(f"evaluations.{name}.variants.{i}", variant, self.variants, "variant")
         for name, table in self.tables.items():

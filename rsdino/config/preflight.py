@@ -28,9 +28,11 @@ from typing import Any
 from rsdino.data.bands import BandMismatchError, match_bands
 from rsdino.models.catalog import BACKBONES
 
+#: Tasks whose items are labelled images (one class each): what the scene protocols read.
+LABELLED_IMAGES = ("scene_classification", "fmow")
 #: protocol -> the dataset tasks it can evaluate on (it needs their labels).
 PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
-    **{protocol: ("scene_classification",) for protocol in (
+    **{protocol: LABELLED_IMAGES for protocol in (
         "knn", "linear_logistic", "knn_faiss", "knn_multiscale", "linear_dino", "linear_dinov2", "finetune",
         "retrieval", "analyses")},
     "multilabel": ("multilabel",),

@@ -68,6 +68,8 @@ class CropSettings(StrictModel):
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     # DINO-TP / temporal SatDINO: views from a "series" (T, C, H, W) of dates; every global crop
     # from a different date; locals all from one more date ("anchor") or each from a random one.
+    # SeCo items always carry a series; fMoW items get one of their location's timestamps (each
+    # date with its own metadata GSD) when the variant turns this on.
     temporal: bool = False
     temporal_locals: Literal["anchor", "random"] = "anchor"
     # iBOT / DINOv2 block masks on the global crops' patch grid: probability that a global crop

@@ -16,7 +16,8 @@ Modules (import them directly; this package imports none of them):
 - per task, a ``prepare_*`` function and a torch dataset over its prepared folder: ``seco``
   (``TemporalSeriesDataset``), ``pairs`` (``S1S2PairDataset``), ``multilabel`` (BigEarthNet,
   ``MultiLabelPatchDataset``), ``segmentation`` (LoveDA, Potsdam, Vaihingen tiles), ``change`` (OSCD),
-  ``filelist`` (Million-AID + SkyScript, ``ImageListDataset``); ``prepared`` holds their shared parts.
+  ``filelist`` (Million-AID + SkyScript, ``ImageListDataset``), ``fmow_dataset`` (fMoW-RGB,
+  ``FmowDataset``, around the CSV preparation of ``fmow``); ``prepared`` holds their shared parts.
 - ``registry``: ``prepare_dataset`` and ``open_dataset`` for any task (re-exported here, imported lazily).
 """
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.config.datasets import DatasetConfig
+from rsdino.data.fmow import LABELS as FMOW_LABELS
 
 EUROSAT = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
            "PermanentCrop", "Residential", "River", "SeaLake")
@@ -77,7 +78,7 @@ CATALOG: dict[str, Layout] = {
     "demo_sen12mscrts": Layout("sen12mscrts", {"n_times": 2, "n_patches": 2, "size": 8}),
     "sen12mscrts": Layout("sen12mscrts", {"n_times": 2, "n_patches": 2, "size": 8}),
     "bigearthnet_s2": Layout("bigearthnet", {"sensor": "s2", "n_patches": 5, "size": 12}, n_classes=19),
-    "fmow_rgb": Layout("fmow", {"n_locations": 2, "n_times": 2, "size": 16}),
+    "fmow_rgb": Layout("fmow", {"n_locations": 2, "n_times": 2, "size": 16}, FMOW_LABELS, 63),
     "millionaid_skyscript": Layout("image_lists", {"n_per_folder": 2}),
     "oscd": Layout("oscd", {"size": 300}, ("no_change", "change"), 2),
     "loveda": Layout("segmentation", {"layout": "loveda", "size": 300, "n_images": 1}, n_classes=7),

@@ -1,4 +1,4 @@
-"""Unlabelled image collections (Million-AID + SkyScript, fMoW-RGB images): file lists for pretraining.
+"""Unlabelled image collections (Million-AID + SkyScript): file lists for pretraining.
 
 ``prepare_image_list`` lists every image with one of the dataset's extensions under ``class_root``
 (recursively: Million-AID's ``train/<L1>/<L2>[/<L3>]/P*.jpg`` and flat ``test/P*.jpg``, SkyScript's

@@ -1,5 +1,7 @@
 """fMoW-RGB: turn the per-image metadata JSON files into ``train.csv`` / ``val.csv`` and a location index.
 
+``rsdino.data.fmow_dataset`` builds the prepared folder of task ``fmow`` around these files.
+
 On-disk layout (``s3://spacenet-dataset/Hosted-Datasets/fmow/fmow-rgb``)::
 
     <root>/{train,val}/<category>/<category>_<loc>/<category>_<loc>_<t>_rgb.jpg
@@ -44,7 +46,8 @@ CATEGORIES = (
 )
 LABELS = ("false_detection", *CATEGORIES)
 LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
-COLUMNS = ("id", "image_path", "split", "category_name", "category_idx", "gsd", "year", "month", "hour")
+COLUMNS = ("id", "image_path", "split", "category_name", "category_idx", "gsd", "year", "month", "hour",
+           "location", "timestamp", "box")
 # <category>_<loc>_<t>_rgb.json, the category itself may hold underscores
 JSON_RE = re.compile(r"^(?P<location>.+_\d+)_(?P<t>\d+)_rgb\.json$")
 
@@ -75,6 +78,9 @@ def _row(meta: dict, path: Path, image_id: str, image_rel: str, split: str) -> d
     category = boxes[0].get("category")
     if category not in LABEL_INDEX:
         raise FmowMetadataError(f"{path}: unknown category {category!r}")
+    box = boxes[0].get("box")
+    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
+        raise FmowMetadataError(f"{path}: bounding box {box!r} is not [x, y, w, h]")
     try:
         gsd = float(meta["gsd"])
         stamp = datetime.fromisoformat(str(meta["timestamp"]).replace("Z", "+00:00"))
@@ -84,7 +90,7 @@ def _row(meta: dict, path: Path, image_id: str, image_rel: str, split: str) -> d
         raise FmowMetadataError(f"{path}: bad gsd or timestamp ({err})") from err
     return {"id": image_id, "image_path": image_rel, "split": split, "category_name": category,
             "category_idx": LABEL_INDEX[category], "gsd": gsd, "year": stamp.year, "month": stamp.month,
-            "hour": stamp.hour, "_timestamp": stamp.isoformat()}
+            "hour": stamp.hour, "timestamp": stamp.isoformat(), "box": " ".join(str(int(v)) for v in box)}
 
 
 def _scan_split(root: Path, split: str) -> tuple[list[dict], list[str]]:
@@ -107,7 +113,7 @@ def _scan_split(root: Path, split: str) -> tuple[list[dict], list[str]]:
                     continue
                 path = Path(loc.path) / name
                 row = _row(_read_metadata(path), path, image_id, rel, split)
-                row["_location"], row["_t"] = match["location"], int(match["t"])
+                row["location"], row["_t"] = match["location"], int(match["t"])
                 rows.append(row)
     return rows, missing
 
@@ -115,9 +121,11 @@ def _scan_split(root: Path, split: str) -> tuple[list[dict], list[str]]:
 def prepare_fmow_csv(root: Path, out_dir: Path, *, splits: tuple[str, ...] = SPLITS) -> dict:
     """Write ``<split>.csv`` for each split and ``locations.json`` from the fMoW-RGB metadata.
 
-    CSV columns: ``id, image_path, split, category_name, category_idx, gsd, year, month, hour``
-    (``image_path`` relative to ``root``, POSIX; ``category_idx`` indexes ``LABELS``; the time is
-    UTC). Rows are sorted by category, location number and time index. ``locations.json`` maps
+    CSV columns: ``id, image_path, split, category_name, category_idx, gsd, year, month, hour,
+    location, timestamp, box`` (``image_path`` relative to ``root``, POSIX; ``category_idx`` indexes
+    ``LABELS``; ``gsd`` in metres per pixel; the time is UTC, ``timestamp`` ISO 8601; ``location``
+    ``<category>_<n>``; ``box`` the labelled bounding box ``x y w h`` in pixels). Rows are sorted
+    by category, location number and time index. ``locations.json`` maps
     ``split -> location -> [image ids]`` in chronological order, for temporal views. Images whose
     JSON has no ``.jpg`` beside it are skipped and listed in the returned summary. Every file is
     written atomically.
@@ -138,11 +146,11 @@ def prepare_fmow_csv(root: Path, out_dir: Path, *, splits: tuple[str, ...] = SPL
     for split in splits:
         rows, split_missing = _scan_split(root, split)
         missing += split_missing
-        rows.sort(key=lambda r: (r["category_name"], int(r["_location"].rsplit("_", 1)[1]), r["_t"]))
+        rows.sort(key=lambda r: (r["category_name"], int(r["location"].rsplit("_", 1)[1]), r["_t"]))
         by_location: dict[str, list[dict]] = {}
         for row in rows:
-            by_location.setdefault(row["_location"], []).append(row)
-        locations[split] = {loc: [r["id"] for r in sorted(group, key=lambda r: (r["_timestamp"], r["_t"]))]
+            by_location.setdefault(row["location"], []).append(row)
+        locations[split] = {loc: [r["id"] for r in sorted(group, key=lambda r: (r["timestamp"], r["_t"]))]
                             for loc, group in by_location.items()}
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")

@@ -1,7 +1,8 @@
 """Turn an extracted class-per-folder dataset into a prepared folder (see docs/architecture.md).
 
 The prepared folder holds ``train.txt``, ``test.txt``, ``classes.json``, ``stats.json`` (per-band
-statistics of the training split) and ``dataset.json``; it is built in a temporary folder and swapped
+statistics of the training split) and ``dataset.json``, and ``splits/<name>/{train,test}.txt,
+stats.json`` for every named split (``rsdino.data.splits``); it is built in a temporary folder and swapped
 in whole, so it is either the previous complete folder or the new one.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from rsdino.data.readers import read_band_count
-from rsdino.data.splits import list_scene_folder, stratified_split, write_split_file
+from rsdino.data.splits import NAMED_SPLITS_DIR, list_scene_folder, stratified_split, write_split_file
 from rsdino.data.stats import compute_band_stats
 from rsdino.io import atomic_directory, write_json
 
@@ -38,6 +39,7 @@ def prepare_scene_dataset(
     test_fraction: float,
     seed: int,
     class_depth: int = 1,
+    named_splits: dict[str, tuple[float, int]] | None = None,
     progress: bool = True,
 ) -> dict:
     """List, check, split and describe the dataset under ``raw_dir``; write the result to ``out_dir``.
@@ -56,10 +58,13 @@ def prepare_scene_dataset(
         seed: seed of the stratified split.
         class_depth: folder levels below ``class_root`` where the class folders are (see
             ``list_scene_folder``).
+        named_splits: ``{name: (test_fraction, seed)}`` of further splits, each written with its
+            own training statistics under ``splits/<name>/``.
         progress: show progress bars.
 
     Returns:
-        ``{"name", "n_train", "n_test", "n_classes"}``.
+        ``{"name", "n_train", "n_test", "n_classes"}``, plus ``"splits": {name: {"n_train",
+        "n_test"}}`` when there are named splits.
 
     Raises:
         ValueError: an entry of ``rgb_bands`` is not in ``bands``.
@@ -76,15 +81,26 @@ def prepare_scene_dataset(
     _check_band_counts(raw_dir, items, len(bands), progress=progress)
     train, test = stratified_split(items, test_fraction, seed)
     stats = compute_band_stats([raw_dir / rel for rel, _ in train], progress=progress)
+    named = {split: stratified_split(items, fraction, split_seed)
+             for split, (fraction, split_seed) in (named_splits or {}).items()}
+    named_stats = {split: compute_band_stats([raw_dir / rel for rel, _ in parts[0]], progress=progress)
+                   for split, parts in named.items()}
     metadata = {"name": name, "bands": list(bands), "rgb_bands": list(rgb_bands), "gsd": gsd,
                 "native_size": native_size}
     with atomic_directory(out_dir) as tmp:
         write_split_file(tmp / "train.txt", train)
         write_split_file(tmp / "test.txt", test)
+        for split, (split_train, split_test) in named.items():
+            folder = tmp / NAMED_SPLITS_DIR / split
+            write_split_file(folder / "train.txt", split_train)
+            write_split_file(folder / "test.txt", split_test)
+            write_json(folder / "stats.json", {"bands": list(bands), **named_stats[split]})
         write_json(tmp / "classes.json", classes)
         write_json(tmp / "stats.json", {"bands": list(bands), **stats})
         write_json(tmp / "dataset.json", metadata)
     summary = {"name": name, "n_train": len(train), "n_test": len(test), "n_classes": len(classes)}
+    if named:
+        summary["splits"] = {split: {"n_train": len(a), "n_test": len(b)} for split, (a, b) in named.items()}
     log.info("prepared %s in %s: %s", name, out_dir, summary)
     return summary
 

@@ -87,6 +87,8 @@ class PreparedDataset(Dataset):
         self.prepared_dir = check_prepared_dir(prepared_dir)
         self.metadata: dict[str, Any] = read_prepared_json(self.prepared_dir, "dataset.json")
         self.transform = transform
+        #: The statistics file, relative to ``prepared_dir`` (a named split has its own).
+        self.stats_file = "stats.json"
         self._stats: dict[str, Any] | None = None
 
     def check_split(self, split: str, valid: list[str]) -> str:
@@ -103,9 +105,9 @@ class PreparedDataset(Dataset):
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Per-band ``mean`` and ``std`` of the training split (``stats.json``)."""
+        """Per-band ``mean`` and ``std`` of the training split (``stats_file``)."""
         if self._stats is None:
-            self._stats = read_prepared_json(self.prepared_dir, "stats.json")
+            self._stats = read_prepared_json(self.prepared_dir, self.stats_file)
         return self._stats
 
     def load(self, index: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from rsdino.config.datasets import DatasetConfig
 from rsdino.data.catalog import require_data
 from rsdino.data.change import ChangePairDataset, prepare_change_dataset
 from rsdino.data.filelist import ImageListDataset, prepare_image_list
+from rsdino.data.fmow_dataset import FmowDataset, prepare_fmow_dataset
 from rsdino.data.multilabel import MultiLabelPatchDataset, prepare_multilabel_dataset
 from rsdino.data.pairs import S1S2PairDataset, prepare_s1s2_dataset
 from rsdino.data.prepare import prepare_scene_dataset
@@ -34,10 +35,14 @@ class TaskHandler:
     Attributes:
         prepare: ``f(cfg, name, raw_dir, out_dir, progress) -> summary dict``.
         dataset: the torch dataset class, built as ``cls(raw_dir, prepared_dir, split, transform=...)``.
+        series_on_request: its items are single dated images that can carry a ``series`` of their
+            location's other dates when opened with ``series=T`` (fMoW); datasets of task
+            ``temporal_series`` always carry one.
     """
 
     prepare: Callable[[DatasetConfig, str, Path, Path, bool], dict]
     dataset: type[Dataset]
+    series_on_request: bool = False
 
 
 def _common(cfg: DatasetConfig) -> dict[str, Any]:
@@ -46,8 +51,9 @@ def _common(cfg: DatasetConfig) -> dict[str, Any]:
 
 
 def _prepare_scene(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
+    named = {split: (s.test_fraction, s.seed) for split, s in cfg.splits.items()}
     return prepare_scene_dataset(raw, out, name=name, extensions=tuple(cfg.extensions), progress=progress,
-                                 class_depth=cfg.class_depth, **_common(cfg))
+                                 class_depth=cfg.class_depth, named_splits=named, **_common(cfg))
 
 
 def _prepare_temporal(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
@@ -72,6 +78,12 @@ def _prepare_change(cfg: DatasetConfig, name: str, raw: Path, out: Path, progres
                                   **_common(cfg))
 
 
+def _prepare_fmow(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
+    return prepare_fmow_dataset(raw, out, name=name, class_root=cfg.class_root, bands=cfg.bands,
+                                rgb_bands=cfg.rgb_bands, gsd=cfg.gsd, native_size=cfg.native_size,
+                                seed=cfg.split.seed, progress=progress)
+
+
 def _prepare_list(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
     return prepare_image_list(raw, out, name=name, extensions=tuple(cfg.extensions), progress=progress,
                               **_common(cfg))
@@ -85,6 +97,7 @@ TASKS: dict[str, TaskHandler] = {
     "segmentation": TaskHandler(_prepare_segmentation, SegmentationTileDataset),
     "change_detection": TaskHandler(_prepare_change, ChangePairDataset),
     "unlabelled_images": TaskHandler(_prepare_list, ImageListDataset),
+    "fmow": TaskHandler(_prepare_fmow, FmowDataset, series_on_request=True),
 }
 
 
@@ -109,8 +122,11 @@ def prepare_dataset(dataset_cfg: DatasetConfig, name: str, raw_dir: Path, out_di
 
 
 def open_dataset(dataset_cfg: DatasetConfig, raw_dir: Path, prepared_dir: Path, split: str,
-                 transform: Callable[[dict], Any] | None = None) -> Dataset:
+                 transform: Callable[[dict], Any] | None = None, *, series: int = 0) -> Dataset:
     """Open one split of a prepared dataset as a torch dataset (see the module docstring).
+
+    ``series`` (temporal views): items also carry a ``series`` of that many dates of their location
+    (``TaskHandler.series_on_request``); tasks whose items always carry one ignore it.
 
     Items by task: ``scene_classification`` -> ``{"image", "label", "path"}``; ``temporal_series`` ->
     ``{"image" (C,H,W), "series" (T,C,H,W), "dates", "gsd", "path"}``; ``s1s2_pairs`` -> ``{"image"
@@ -118,11 +134,17 @@ def open_dataset(dataset_cfg: DatasetConfig, raw_dir: Path, prepared_dir: Path, 
     "path"}``; ``segmentation`` -> ``{"image" (C,S,S), "mask" (S,S) int64 (255 ignore), "path"}`` with
     ``split`` ``"train"``/``"test"`` or ``"train_512"`` etc. for another tile size; ``change_detection``
     -> ``{"image" (C,S,S) date 1, "image2" date 2, "mask" (S,S) int64 1 = change, "path"}``;
-    ``unlabelled_images`` -> ``{"image" (C,H,W) (sizes vary), "path"}``.
+    ``unlabelled_images`` -> ``{"image" (C,H,W) (sizes vary), "path"}``; ``fmow`` -> ``{"image"
+    (3,S,S) context crop of the labelled box, "label" (63 classes, false_detection = 0), "gsd" (m,
+    from the image's metadata), "location", "timestamp", "path"}`` with ``split`` ``"train"`` or
+    ``"val"`` (= ``"test"``).
 
     Raises:
         NotImplementedError: no handler for ``dataset_cfg.task``.
         FileNotFoundError: ``prepared_dir`` is missing (run ``rsdino prepare``).
         ValueError: ``split`` is not a split of the prepared folder.
     """
-    return _handler(dataset_cfg).dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform)
+    handler = _handler(dataset_cfg)
+    if series and handler.series_on_request:
+        return handler.dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform, series=series)
+    return handler.dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform)

@@ -1,7 +1,8 @@
 """``SceneDataset``: the torch dataset over a prepared scene-classification folder.
 
 The prepared folder (written by ``rsdino.data.prepare``) holds ``<split>.txt``, ``classes.json``,
-``stats.json`` and ``dataset.json``; image paths in the split files are relative to the raw folder.
+``stats.json`` and ``dataset.json`` (and ``splits/<name>/`` for named splits, opened as
+``"<name>/train"``); image paths in the split files are relative to the raw folder.
 Images come back in native units (no normalisation: that is the transforms' job).
 """
 
@@ -17,7 +18,7 @@ from matplotlib.figure import Figure
 
 from rsdino.data.prepared import PreparedDataset, read_prepared_json, rgb_figure
 from rsdino.data.readers import ImageReadError, read_image
-from rsdino.data.splits import read_split_file
+from rsdino.data.splits import NAMED_SPLITS_DIR, read_split_file
 
 Sample = dict[str, Any]
 
@@ -28,7 +29,8 @@ class SceneDataset(PreparedDataset):
     Args:
         raw_dir: the extracted dataset folder that split-file paths are relative to.
         prepared_dir: the folder written by ``prepare_scene_dataset``.
-        split: a split with a ``<split>.txt`` file in ``prepared_dir`` (``"train"``, ``"test"``).
+        split: a split with a ``<split>.txt`` file in ``prepared_dir`` (``"train"``, ``"test"``), or
+            ``"<name>/train"`` for a part of the named split ``<name>`` (its own ``stats.json``).
         transform: called on each sample dict; its return value is the item.
 
     An item (before ``transform``) is ``{"image": float32 tensor (C, H, W) in native units,
@@ -43,8 +45,15 @@ class SceneDataset(PreparedDataset):
         transform: Callable[[Sample], Any] | None = None,
     ) -> None:
         super().__init__(raw_dir, prepared_dir, transform)
-        self.split = self.check_split(split, [p.stem for p in self.prepared_dir.glob("*.txt")])
-        self.samples = read_split_file(self.prepared_dir / f"{split}.txt")
+        named = self.prepared_dir / NAMED_SPLITS_DIR
+        valid = [p.stem for p in self.prepared_dir.glob("*.txt")]
+        valid += [f"{p.parent.name}/{p.stem}" for p in named.glob("*/*.txt")] if named.is_dir() else []
+        self.split = self.check_split(split, valid)
+        if "/" in split:
+            self.samples = read_split_file(named / f"{split}.txt")
+            self.stats_file = f"{NAMED_SPLITS_DIR}/{split.split('/')[0]}/stats.json"
+        else:
+            self.samples = read_split_file(self.prepared_dir / f"{split}.txt")
         self._classes: list[str] = read_prepared_json(self.prepared_dir, "classes.json")
 
     @property

@@ -1,6 +1,11 @@
 """List a class-per-folder dataset, split it (seeded and stratified), and read and write split files.
 
 A split file holds one ``relative_path,label`` line per image (POSIX separators, integer label).
+
+Named splits: a prepared folder holds its default split as ``train.txt`` / ``test.txt`` and every
+named split ``<name>`` (``datasets.<d>.splits``) as ``splits/<name>/{train,test}.txt`` with that
+split's own ``stats.json``; a reader opens part ``train`` of split ``<name>`` as ``"<name>/train"``
+(``part_of``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,16 @@ import numpy as np
 from rsdino.io import write_text
 
 Item = tuple[str, int]
+DEFAULT_SPLIT = "default"
+NAMED_SPLITS_DIR = "splits"
+
+
+def part_of(split: str, part: str) -> str:
+    """The reader's name of part ``part`` (``train``/``test``) of split ``split``: ``<split>/<part>``.
+
+    The default split's parts keep their plain names.
+    """
+    return part if split == DEFAULT_SPLIT else f"{split}/{part}"
 
 
 class SplitFileError(ValueError):

@@ -151,16 +151,22 @@ def _cosine_lr(base: Tensor | float, step: int, total: int) -> Tensor | float:
     return base * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
 def _train_heads(features: Mapping[str, Tensor], labels: Tensor, n_classes: int, lrs: Tensor, *,
                  epochs: int, batch_size: int, momentum: float, weight_decay: float, seed: int,
-                 per_iteration: bool) -> dict[str, tuple[Tensor, Tensor]]:
-    """Train ``len(lrs)`` linear heads on every feature variant at once with SGD + momentum.
+                 per_iteration: bool, optimizer: str = "sgd") -> dict[str, tuple[Tensor, Tensor]]:
+    """Train ``len(lrs)`` linear heads on every feature variant at once with SGD + momentum or AdamW.
 
     Every head is a linear layer initialised as in DINO / DINOv2 (weights N(0, 0.01^2), bias 0).
     All heads see the same shuffled mini-batches; their cross-entropy losses are summed, so each
-    head gets its own gradient. The update is PyTorch's SGD (dampening 0, no Nesterov):
-    ``v <- momentum v + g + weight_decay p``, ``p <- p - lr_t v``, with ``lr_t`` the head's learning
-    rate annealed by a cosine to 0, stepped every iteration (DINOv2) or every epoch (DINO).
+    head gets its own gradient. ``lr_t`` is the head's learning rate annealed by a cosine to 0,
+    stepped every iteration (DINOv2) or every epoch (DINO). ``optimizer`` ``sgd`` is PyTorch's SGD
+    (dampening 0, no Nesterov): ``v <- momentum v + g + weight_decay p``, ``p <- p - lr_t v``;
+    ``adamw`` is PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8; SatDINO's probe):
+    ``p <- p (1 - lr_t weight_decay)``, ``m <- b1 m + (1 - b1) g``, ``u <- b2 u + (1 - b2) g^2``,
+    ``p <- p - lr_t (m / (1 - b1^t)) / (sqrt(u / (1 - b2^t)) + eps)`` at update ``t``.
 
     Returns:
         ``{variant: (weight (L, D, K), bias (L, K))}`` for the L learning rates.
@@ -172,7 +178,10 @@ def _train_heads(features: Mapping[str, Tensor], labels: Tensor, n_classes: int,
     for name, x in features.items():
         weight = torch.stack([torch.randn(x.shape[1], n_classes, generator=init) * 0.01 for _ in lrs])
         heads[name] = [weight.requires_grad_(), torch.zeros(len(lrs), n_classes, requires_grad=True)]
+    if optimizer not in ("sgd", "adamw"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
     buffers = {name: [torch.zeros_like(p) for p in params] for name, params in heads.items()}
+    second = {name: [torch.zeros_like(p) for p in params] for name, params in heads.items()}
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch if per_iteration else epochs
     step = 0
@@ -192,10 +201,18 @@ def _train_heads(features: Mapping[str, Tensor], labels: Tensor, n_classes: int,
             with torch.no_grad():
                 flat = iter(grads)
                 for name, params in heads.items():
-                    for param, buffer in zip(params, buffers[name], strict=True):
-                        grad = next(flat) + weight_decay * param
-                        buffer.mul_(momentum).add_(grad)
-                        param.sub_(lr.view(-1, *[1] * (param.ndim - 1)) * buffer)
+                    for param, buffer, squares in zip(params, buffers[name], second[name], strict=True):
+                        rate = lr.view(-1, *[1] * (param.ndim - 1))
+                        if optimizer == "sgd":
+                            buffer.mul_(momentum).add_(next(flat) + weight_decay * param)
+                            param.sub_(rate * buffer)
+                            continue
+                        grad, (b1, b2), t = next(flat), ADAM_BETAS, step + 1
+                        param.mul_(1 - rate * weight_decay)
+                        buffer.mul_(b1).add_(grad, alpha=1 - b1)
+                        squares.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                        denom = (squares / (1 - b2**t)).sqrt_().add_(ADAM_EPS)
+                        param.sub_(rate * (buffer / (1 - b1**t)) / denom)
             step += 1
     return {name: (weight.detach(), bias.detach()) for name, (weight, bias) in heads.items()}
 
@@ -207,7 +224,7 @@ def _logits(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 def dino_linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
                       epochs: int = 100, base_lr: float = 1e-3, batch_size: int = 256,
                       momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0,
-                      n_classes: int | None = None) -> dict[str, float]:
+                      n_classes: int | None = None, optimizer: str = "sgd") -> dict[str, float]:
     r"""Linear probe of the DINO protocol, on cached features (augmentation-free variant).
 
     One linear layer :math:`z \mapsto W^\top z + b` (no BatchNorm on the features; W ~ N(0, 0.01^2),
@@ -231,9 +248,11 @@ def dino_linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: 
         base_lr: base learning rate, scaled by B / 256.
         batch_size: B.
         momentum: SGD momentum.
-        weight_decay: L2 weight decay of SGD.
+        weight_decay: L2 weight decay of SGD (decoupled decay of AdamW).
         seed: seeds the initialisation and the shuffling.
         n_classes: number of classes; by default the largest label + 1.
+        optimizer: ``sgd`` (DINO) or ``adamw`` (SatDINO's probe: AdamW, weight decay 0, same
+            scaling and cosine; ``_train_heads`` has the update).
 
     Returns:
         ``{"top1": ..., "top5": ..., "lr": scaled lr}`` (accuracies in percent; ``top5`` only for
@@ -244,7 +263,7 @@ def dino_linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: 
     lr = base_lr * batch_size / 256.0
     heads = _train_heads({"x": train_x.detach().cpu().float()}, train_y.detach().cpu().long(), k,
                          torch.tensor([lr]), epochs=epochs, batch_size=batch_size, momentum=momentum,
-                         weight_decay=weight_decay, seed=seed, per_iteration=False)
+                         weight_decay=weight_decay, seed=seed, per_iteration=False, optimizer=optimizer)
     logits = _logits(test_x.detach().cpu().float(), *heads["x"])[0]
     return {**_accuracies(logits, test_y, k), "lr": lr}
 

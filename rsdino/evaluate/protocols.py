@@ -187,7 +187,7 @@ def run_linear_dino(source: FeatureSource, settings: Any, tracker: Tracker) -> d
         return dino_linear_probe(train_x[variant], train_y, test_x[variant], test_y, epochs=settings.epochs,
                                  base_lr=settings.base_lr, batch_size=settings.train_batch_size,
                                  weight_decay=settings.weight_decay, seed=settings.seed,
-                                 n_classes=source.n_classes(train_y, test_y))
+                                 n_classes=source.n_classes(train_y, test_y), optimizer=settings.optimizer)
 
     return _with_baseline(source, evaluate, settings, tracker)
 

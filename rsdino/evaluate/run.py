@@ -16,21 +16,39 @@ from rsdino.io import write_json
 from rsdino.tracking import Tracker, git_commit
 
 
-def _scene_split(raw_dir: Path, prepared_dir: Path, split: str, context: dict[str, Any]) -> Any:
-    """One split of a scene dataset, with its bands as the model was trained on them."""
-    from rsdino.data.bands import select_bands_of
-    from rsdino.data.scene import SceneDataset
+def _open_part(settings: Any, raw_dir: Path, prepared_dir: Path, part: str,
+               context: dict[str, Any] | None) -> Any:
+    """Part ``part`` (``train``/``test``) of the evaluation's ``split`` of its dataset.
 
-    return select_bands_of(SceneDataset(raw_dir, prepared_dir, split), context.get("bands"))
+    Opened through the task registry (``context["dataset_cfg"]``), so any labelled task works (scene
+    folders, fMoW); without a dataset config, as a scene-classification folder. Its bands are those
+    the model was trained on, matched by name (``context["bands"]``, ``rsdino.data.bands``).
+    """
+    from rsdino.data.registry import open_dataset
+    from rsdino.data.scene import SceneDataset
+    from rsdino.data.splits import DEFAULT_SPLIT, part_of
+
+    split = part_of(getattr(settings, "split", DEFAULT_SPLIT), part)
+    from rsdino.data.bands import select_bands_of
+
+    cfg = (context or {}).get("dataset_cfg")
+    dataset = SceneDataset(raw_dir, prepared_dir, split) if cfg is None else \
+        open_dataset(cfg, raw_dir, prepared_dir, split)
+    return select_bands_of(dataset, (context or {}).get("bands"))
+
+
+def _cache_name(settings: Any) -> str:
+    """The dataset's name in feature-cache keys: ``<dataset>`` or ``<dataset>.<split>`` for a named split."""
+    split = getattr(settings, "split", "default")
+    return settings.dataset if split == "default" else f"{settings.dataset}.{split}"
 
 
 def _knn(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
          device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
     from rsdino.evaluate.knn import run_knn_evaluation
 
-    context = context or {}
-    train = _scene_split(raw_dir, prepared_dir, "train", context)
-    test = _scene_split(raw_dir, prepared_dir, "test", context)
+    train = _open_part(settings, raw_dir, prepared_dir, "train", context)
+    test = _open_part(settings, raw_dir, prepared_dir, "test", context)
     return run_knn_evaluation(model_dir, train, test, settings, tracker, device=device, progress=progress)
 
 
@@ -39,9 +57,8 @@ def _linear_logistic(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir
                      context: dict[str, Any] | None = None) -> dict[str, Any]:
     from rsdino.evaluate.probe import run_linear_evaluation
 
-    context = context or {}
-    train = _scene_split(raw_dir, prepared_dir, "train", context)
-    test = _scene_split(raw_dir, prepared_dir, "test", context)
+    train = _open_part(settings, raw_dir, prepared_dir, "train", context)
+    test = _open_part(settings, raw_dir, prepared_dir, "test", context)
     return run_linear_evaluation(model_dir, train, test, settings, tracker, device=device,
                                  progress=progress)
 
@@ -50,8 +67,9 @@ def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: P
                   progress: bool, context: dict[str, Any]) -> Any:
     from rsdino.evaluate.protocols import FeatureSource
 
-    datasets = {split: _scene_split(raw_dir, prepared_dir, split, context) for split in ("train", "test")}
-    source = FeatureSource(model_dir, datasets, dataset_name=settings.dataset,
+    datasets = {part: _open_part(settings, raw_dir, prepared_dir, part, context)
+                for part in ("train", "test")}
+    source = FeatureSource(model_dir, datasets, dataset_name=_cache_name(settings),
                            batch_size=getattr(settings, "batch_size", 64),
                            image_size=getattr(settings, "image_size", None), device=device, progress=progress,
                            cache_dir=context.get("cache_dir"))
@@ -60,7 +78,7 @@ def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: P
 
 
 def _frozen(name: str) -> Callable[..., dict[str, Any]]:
-    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test splits of a scene dataset."""
+    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test parts of the split."""
 
     def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
                device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,7 +99,7 @@ def _analyses(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path,
     from rsdino.analysis.run import run_analyses
 
     context = context or {}
-    dataset = _scene_split(raw_dir, prepared_dir, "test", context)
+    dataset = _open_part(settings, raw_dir, prepared_dir, "test", context)
     out_dir = context.get("artifact_dir") or Path(prepared_dir) / "analyses"
     return run_analyses(model_dir, dataset, settings, tracker, out_dir=Path(out_dir), device=device)
 
@@ -100,7 +118,8 @@ def _dense(kind: str) -> Callable[..., dict[str, Any]]:
     return runner
 
 
-#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
+#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context);
+#: ``context`` holds ``artifact_dir``, ``cache_dir``, ``native_size`` and ``dataset_cfg`` (all optional).
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "knn": _knn, "linear_logistic": _linear_logistic, "knn_faiss": _frozen("knn_faiss"),
     "knn_multiscale": _frozen("knn_multiscale"), "linear_dino": _frozen("linear_dino"),
@@ -159,7 +178,7 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
                "cache_dir": Path(params.paths.data) / "features",
                "native_size": getattr(params.datasets[settings.dataset], "native_size", None),
-               "bands": evaluation_bands(params, name, variant_name, model_dir)}
+               "dataset_cfg": params.datasets[settings.dataset]}
     result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
     record = {
         "evaluation": name,

@@ -54,7 +54,8 @@ class ViewBuilder:
         bands: Band names, in tensor order.
         rgb_bands: The R, G, B band names (in that order), or empty.
         mean, std: Per-band statistics in native units, for the final standardisation.
-        gsd: Native ground sampling distance (metres per pixel) of the dataset.
+        gsd: Native ground sampling distance (metres per pixel) of the dataset; a sample's own
+            ``gsd`` (or ``series_gsd``) takes its place.
         patch_size: The backbone's patch size (mask grid = ``global_size // patch_size``).
         modalities: Band name -> ``"rgb"``, ``"optical"`` or ``"sar"``; None infers ``"rgb"`` for
             every band when there are 3 bands, all in ``rgb_bands``, else ``"sar"`` for bands named
@@ -115,10 +116,10 @@ class ViewBuilder:
         return {b: modalities[b] for b in self.bands}
 
     def __call__(self, sample: dict) -> dict:
-        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``)."""
+        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``, ...)."""
         crops = self.crops
-        sources = self._sources(sample)
-        gsd = float(sample["gsd"]) if sample.get("gsd") is not None else self.gsd
+        sources, dates = self._sources(sample)
+        gsds_in = self._source_gsds(sample, dates)
         n_views = crops.n_global + crops.n_local
         drawn = torch.rand(n_views, _PER_VIEW, dtype=torch.float64)
         uniforms = drawn.tolist()
@@ -143,7 +144,7 @@ class ViewBuilder:
             if d4 and u[_TRANSPOSE] < 0.5:
                 view = view.transpose(-1, -2)
             views.append(view)
-            gsds.append(view_gsd(gsd, box, size))
+            gsds.append(view_gsd(gsds_in[v], box, size))
             sigmas.append(sigma)
         white = self._white(sources[0])
         out_views: list[torch.Tensor] = [torch.empty(0)] * n_views
@@ -197,8 +198,19 @@ class ViewBuilder:
         batch["masks"] = masks.view(len(samples), crops.n_global, self.grid, self.grid)
         return batch
 
-    def _sources(self, sample: dict) -> list[torch.Tensor]:
-        """The source image of every view (globals then locals)."""
+    def _source_gsds(self, sample: dict, dates: list[int] | None) -> list[float]:
+        """Each view's source GSD: its date's ``series_gsd``, the sample's ``gsd`` or the dataset's."""
+        n_views = self.crops.n_global + self.crops.n_local
+        per_date = sample.get("series_gsd")
+        if dates is not None and per_date is not None:
+            if len(per_date) <= max(dates):
+                raise ValueError(f"series_gsd has {len(per_date)} values for a series of more dates")
+            return [float(per_date[d]) for d in dates]
+        gsd = float(sample["gsd"]) if sample.get("gsd") is not None else self.gsd
+        return [gsd] * n_views
+
+    def _sources(self, sample: dict) -> tuple[list[torch.Tensor], list[int] | None]:
+        """The source image of every view (globals then locals), and its date in the series (or None)."""
         crops = self.crops
         n_views = crops.n_global + crops.n_local
         if not isinstance(sample, dict):
@@ -217,12 +229,12 @@ class ViewBuilder:
             else:
                 chosen += torch.randint(t, (crops.n_local,)).tolist()
             fast = {d: _fast_layout(series[d]) for d in set(chosen)}
-            return [fast[d] for d in chosen]
+            return [fast[d] for d in chosen], chosen
         image = sample.get("image")
         if not isinstance(image, torch.Tensor):
             raise ValueError(f"the sample has no 'image' tensor (keys: {sorted(sample)})")
         self._check_image(image, "image")
-        return [_fast_layout(image)] * n_views
+        return [_fast_layout(image)] * n_views, None
 
     def _check_image(self, image: torch.Tensor, name: str) -> None:
         if image.ndim != 3 or image.shape[0] != len(self.bands):
@@ -369,10 +381,12 @@ def build_views(crops: CropSettings, *, bands: list[str], rgb_bands: list[str], 
     Its ``collate`` stacks views dicts into a batch.
 
     The sample is ``{"image": (C, H, W) uint8/uint16/float in native units, optionally "series":
-    (T, C, H, W), optionally "gsd": float}``; the result is ``{"global": [n_global x (C, G, G)],
-    "local": [n_local x (C, s_i, s_i)], "global_gsd": (n_global,), "local_gsd": (n_local,)}``, float32,
-    standardised, GSDs in metres per output pixel, plus ``"masks": (n_global, G // p, G // p)`` bool
-    when ``crops.mask_p > 0``. See ``ViewBuilder`` for the arguments.
+    (T, C, H, W), optionally "gsd": float (the image's own GSD, e.g. from fMoW metadata; else the
+    dataset's ``gsd``), optionally "series_gsd": (T,) one GSD per date}``; the result is
+    ``{"global": [n_global x (C, G, G)], "local": [n_local x (C, s_i, s_i)], "global_gsd": (n_global,),
+    "local_gsd": (n_local,)}``, float32, standardised, GSDs in metres per output pixel, plus
+    ``"masks": (n_global, G // p, G // p)`` bool when ``crops.mask_p > 0``. See ``ViewBuilder`` for the
+    arguments.
     """
     return ViewBuilder(crops, bands=bands, rgb_bands=rgb_bands, mean=mean, std=std, gsd=gsd,
                        patch_size=patch_size, modalities=modalities)

@@ -31,7 +31,7 @@ def test_every_declared_dataset_is_catalogued_or_not_servable() -> None:
     """Every scene, temporal and pair dataset of params.yaml has a fake generator in the catalog."""
     servable = {"scene_classification", "temporal_series", "s1s2_pairs", "multilabel", "segmentation",
                 "change_detection"}
-    servable.add("unlabelled_images")
+    servable.update({"unlabelled_images", "fmow"})
     missing = [n for n, cfg in PARAMS.datasets.items() if cfg.task in servable and n not in CATALOG]
     assert missing == []
     assert set(CATALOG) <= set(PARAMS.datasets)
@@ -96,6 +96,9 @@ def test_download_prepare_and_read(fake, http_server, tmp_path: Path) -> None:
             assert ratio[changed].mean() > 1.5 > ratio[~changed].mean()
     if name == "millionaid_skyscript":
         assert set(prepared_sources(tmp_path / "prepared")) == {"millionaid", "skyscript"}
+    if cfg.task == "fmow":  # labelled, with each image's own GSD and time
+        assert train.classes == list(CATALOG[name].classes) and 0 < item["label"] < CATALOG[name].n_classes
+        assert item["gsd"] > 0 and item["timestamp"] and item["location"] in item["path"]
     if cfg.task == "multilabel":
         assert item["label"].shape == (19,) and item["label"].dtype == torch.float32
     figure = train.plot(0)

@@ -74,3 +74,39 @@ def test_failure_keeps_previous_prepared_folder(fake_eurosat_prepared, fake_euro
     with pytest.raises(OSError, match="Forest_2.tif"):
         prepare_fake(broken, out)
     assert (out / "train.txt").read_bytes() == (fake_eurosat_prepared / "train.txt").read_bytes()
+
+
+def test_named_splits_beside_the_default_one(fake_eurosat_raw, fake_eurosat_prepared, prepare_fake, tmp_path):
+    """A named split (SatDINO's 80/20) is written under splits/<name>/ with its own statistics; the
+    default split keeps its file names and contents."""
+    from rsdino.data.scene import SceneDataset
+
+    out = tmp_path / "named"
+    summary = prepare_fake(fake_eurosat_raw, out, test_fraction=0.1, named_splits={"satdino": (0.2, 0)})
+    assert summary["n_test"] == 10 and summary["splits"] == {"satdino": {"n_train": 40, "n_test": 10}}
+    assert sorted(p.name for p in (out / "splits" / "satdino").iterdir()) == ["stats.json", "test.txt",
+                                                                             "train.txt"]
+    default_train = SceneDataset(fake_eurosat_raw, out, "train")
+    named_train = SceneDataset(fake_eurosat_raw, out, "satdino/train")
+    named_test = SceneDataset(fake_eurosat_raw, out, "satdino/test")
+    assert len(named_train) + len(named_test) == 50
+    assert not {p for p, _ in named_train.samples} & {p for p, _ in named_test.samples}
+    assert named_train.stats["n_images"] == len(named_train)
+    images = [read_image(fake_eurosat_raw / rel).reshape(13, -1) for rel, _ in named_train.samples]
+    pixels = np.concatenate(images, axis=1)
+    np.testing.assert_allclose(named_train.stats["mean"], pixels.mean(axis=1), rtol=1e-10)
+    assert default_train.stats == json.loads((out / "stats.json").read_text())
+    prepare_fake(fake_eurosat_raw, tmp_path / "plain", test_fraction=0.1)
+    for name in ["train.txt", "test.txt", "stats.json"]:  # the default split is untouched by named ones
+        assert (out / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    with pytest.raises(ValueError, match="unknown split 'other/train'"):
+        SceneDataset(fake_eurosat_raw, out, "other/train")
+
+
+def test_named_split_fraction_and_seed_are_its_own(fake_eurosat_raw, prepare_fake, tmp_path):
+    out = tmp_path / "named"
+    prepare_fake(fake_eurosat_raw, out, test_fraction=0.2, named_splits={"a": (0.4, 0), "b": (0.4, 1)})
+    a = read_split_file(out / "splits" / "a" / "test.txt")
+    b = read_split_file(out / "splits" / "b" / "test.txt")
+    assert len(a) == len(b) == 20 and len(read_split_file(out / "test.txt")) == 10
+    assert a != b  # another seed, another draw

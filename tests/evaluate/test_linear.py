@@ -140,3 +140,37 @@ def test_logistic_regression_matches_sklearn_on_real_uc_merced_features():
           f"scikit-learn {theirs:.1f} %")
     assert abs(ours["top1"] - theirs) <= 1.0, (ours, theirs)
     assert ours["top1"] > 10.0  # above chance even with random weights
+
+
+def test_adamw_probe_follows_torch_adamw():
+    """SatDINO's probe: the head trained by ``optimizer="adamw"`` equals one trained by torch.optim.AdamW
+    on the same batches (cosine per epoch), and it solves an easy problem."""
+    import math
+
+    from rsdino.evaluate.linear import _train_heads
+
+    x, y = blobs(20, 4, 6, separation=3.0, seed=5)
+    epochs, batch, lr, decay = 4, 16, 0.01, 0.05
+    heads = _train_heads({"x": x}, y, 4, torch.tensor([lr]), epochs=epochs, batch_size=batch, momentum=0.9,
+                         weight_decay=decay, seed=0, per_iteration=False, optimizer="adamw")
+    weight = (torch.randn(6, 4, generator=torch.Generator().manual_seed(0)) * 0.01).requires_grad_()
+    bias = torch.zeros(4, requires_grad=True)
+    reference = torch.optim.AdamW([weight, bias], lr=lr, weight_decay=decay)
+    gen = torch.Generator().manual_seed(1)
+    for epoch in range(epochs):
+        for group in reference.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        order = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), batch):
+            index = order[start:start + batch]
+            reference.zero_grad()
+            torch.nn.functional.cross_entropy(x[index] @ weight + bias, y[index]).backward()
+            reference.step()
+    torch.testing.assert_close(heads["x"][0][0], weight.detach(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(heads["x"][1][0], bias.detach(), rtol=1e-4, atol=1e-6)
+    (train_x, train_y), (test_x, test_y) = split(x, y, seed=6)
+    result = dino_linear_probe(train_x, train_y, test_x, test_y, epochs=30, base_lr=0.5, batch_size=16,
+                               optimizer="adamw")
+    assert result["top1"] > 90, result
+    with pytest.raises(ValueError, match="optimizer"):
+        dino_linear_probe(train_x, train_y, test_x, test_y, epochs=1, optimizer="lbfgs")

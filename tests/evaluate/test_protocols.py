@@ -231,3 +231,34 @@ def test_student_backbone_setting_reads_the_student_folder(tiny_vit_dir, tmp_pat
         train, _ = source(read[0]).features(source(read[0]).model, "train", ["cls"])
         results[branch] = train["cls"]
     assert not torch.equal(results["teacher"], results["student"])  # two different backbones were read
+
+
+@pytest.mark.parametrize(("evaluation", "expected_train", "expected_test"), [
+    ("satdino_mknn_ucmerced", "satdino/train", "satdino/test"),   # SatDINO's 80/20 split
+    ("dinov2rs_knn_ucmerced", "train", "test"),                   # the default 90/10 split
+    ("satdino_linear_fmow", "train", "test"),                     # fMoW train, scored on fMoW val
+])
+def test_evaluations_open_their_split_through_the_task_registry(tmp_path, evaluation, expected_train,
+                                                                expected_test):
+    from pathlib import Path
+
+    from rsdino.config import load_params
+    from rsdino.data import prepare_dataset
+    from rsdino.data.catalog import archive_name, make_fake
+    from rsdino.data.extract import extract_archive
+    from rsdino.evaluate.run import _open_part
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", "full")
+    settings = params.evaluations[evaluation]
+    cfg = params.datasets[settings.dataset]
+    archive = tmp_path / archive_name(settings.dataset, cfg)
+    make_fake(settings.dataset, cfg, archive)
+    raw = extract_archive(archive, tmp_path / "raw")
+    prepare_dataset(cfg, settings.dataset, raw, tmp_path / "prepared", progress=False)
+    context = {"dataset_cfg": cfg}
+    train = _open_part(settings, raw, tmp_path / "prepared", "train", context)
+    test = _open_part(settings, raw, tmp_path / "prepared", "test", context)
+    assert (train.split, test.split) == (expected_train, expected_test)
+    assert len(train) > 0 and len(test) > 0 and 0 <= test[0]["label"] < len(test.classes)
+    if cfg.task == "fmow":
+        assert test.rows[0]["split"] == "val" and "gsd" in test[0]

@@ -141,6 +141,21 @@ def test_temporal_globals_from_different_dates_locals_from_anchor() -> None:
     assert len(seen) > 2
 
 
+def test_temporal_views_take_the_gsd_of_their_date() -> None:
+    """fMoW series: each date has its own metadata GSD, and each view's target follows its date."""
+    whole = {"global_scale": (1.0, 1.0), "local_scale": (1.0, 1.0), "aspect_ratio": (1.0, 1.0)}
+    settings = CropSettings(**SMALL, **NO_COLOUR, **whole, temporal=True)
+    builder = build_views(settings, bands=RGB, rgb_bands=RGB, mean=[0.0] * 3, std=[1.0] * 3, gsd=99.0,
+                          patch_size=8)
+    per_date = torch.tensor([0.5, 1.0, 3.0])
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out = builder({"series": _series(3), "series_gsd": per_date, "gsd": 0.5})
+        for views, key, size in ((out["global"], "global_gsd", 32), (out["local"], "local_gsd", 16)):
+            expected = per_date[_dates(views)] * 40 / size  # whole 40 px image in every view
+            torch.testing.assert_close(out[key], expected)
+
+
 def test_temporal_random_locals_and_missing_series() -> None:
     settings = CropSettings(**{**SMALL, "n_local": 6}, **NO_COLOUR, temporal=True, temporal_locals="random")
     builder = build_views(settings, bands=RGB, rgb_bands=RGB, mean=[0.0] * 3, std=[1.0] * 3, gsd=1.0,
