@@ -17,7 +17,7 @@ rule evaluate:
         "logs/evaluate/{evaluation}/{variant}.log",
     conda:
         "../envs/rsdino.yaml"
-    threads: 2
+    threads: 1 if ON_CPU else 2  # on a CPU scale, two one-thread jobs beat one of two threads
     resources:
         mem_mb=lambda wc: 8000 if ON_CPU else 64000,
         runtime=evaluation_runtime,
