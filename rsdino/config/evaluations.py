@@ -61,14 +61,20 @@ class KnnEvaluation(FrozenFeatureEvaluation):
 
 
 class LinearEvaluation(FrozenFeatureEvaluation):
-    """Logistic-regression linear probe on frozen, standardised CLS features (DINOv2-RS table).
+    """Logistic-regression linear probe on frozen CLS features (DINOv2-RS table).
 
-    ``c`` is the inverse L2 regularisation strength (scikit-learn's ``C``).
+    ``c`` is the inverse L2 regularisation strength (scikit-learn's ``C``); ``max_iter`` bounds the
+    L-BFGS iterations. With ``standardize`` (default) every feature dimension d is standardised with
+    the training split's statistics before the fit, ``x_d <- (x_d - mean_d) / std_d`` (population
+    std; a dimension constant on the training split is only centred), as scikit-learn's
+    ``StandardScaler``; with ``standardize: false`` the raw features are fit, as the DINOv2-RS
+    seed's ``LogisticRegression(C=0.316, max_iter=1000)`` does.
     """
 
     protocol: Literal["linear_logistic"]
     c: float = Field(1.0, gt=0)
     max_iter: int = Field(1000, ge=1)
+    standardize: bool = True
     published_protocol: str = "linear_logistic_90_10"
 
 

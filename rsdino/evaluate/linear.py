@@ -1,16 +1,16 @@
 """Linear probes of frozen, cached features: logistic regression, the DINO and the DINOv2 protocols.
 
 ``logistic_regression_probe`` is the probe of the DINOv2-RS seed's linear table: an L2-regularised
-multinomial logistic regression on standardised features, here our own full-batch L-BFGS in torch
-with scikit-learn's ``C`` semantics. ``dino_linear_probe`` is the DINO protocol (Caron et al., ICCV
-2021, appendix): one linear layer trained with SGD and a cosine schedule. ``dinov2_linear_grid`` is
-the DINOv2 protocol (Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision",
-TMLR 2024, section 7 / appendix): many linear heads (learning rates x feature variants) trained at
-once, the best chosen on a validation split. All three work on features already extracted (e.g. by
-``rsdino.evaluate.features.extract_features``), so the DINO and DINOv2 protocols here are their
-augmentation-free variants: every epoch sees the same feature of each image, where the papers
-re-extract features of randomly cropped and flipped images. Accuracies are in percent, as in
-``rsdino.evaluate.knn``.
+multinomial logistic regression on the raw or (optionally) standardised features, here our own
+full-batch L-BFGS in torch with scikit-learn's ``C`` semantics. ``dino_linear_probe`` is the DINO
+protocol (Caron et al., ICCV 2021, appendix): one linear layer trained with SGD and a cosine
+schedule. ``dinov2_linear_grid`` is the DINOv2 protocol (Oquab et al., "DINOv2: Learning Robust
+Visual Features without Supervision", TMLR 2024, section 7 / appendix): many linear heads (learning
+rates x feature variants) trained at once, the best chosen on a validation split. All three work on
+features already extracted (e.g. by ``rsdino.evaluate.features.extract_features``), so the DINO and
+DINOv2 protocols here are their augmentation-free variants: every epoch sees the same feature of
+each image, where the papers re-extract features of randomly cropped and flipped images. Accuracies
+are in percent, as in ``rsdino.evaluate.knn``.
 """
 
 from __future__ import annotations
@@ -112,14 +112,17 @@ def fit_logistic_regression(x: Tensor, y: Tensor, n_classes: int, *, c: float = 
 
 
 def logistic_regression_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
-                              c: float = 1.0, max_iter: int = 1000,
+                              c: float = 1.0, max_iter: int = 1000, standardize: bool = True,
                               n_classes: int | None = None) -> dict[str, float]:
-    """Logistic-regression linear probe on standardised features, the DINOv2-RS protocol.
+    """Logistic-regression linear probe, the DINOv2-RS protocol.
 
-    Features are standardised with the training statistics (``standardise``), then
-    ``fit_logistic_regression`` (objective and the ``c`` = scikit-learn ``C`` mapping there) is fit
-    on the training set and the test set is classified by the largest logit. Equivalent to
-    scikit-learn's ``make_pipeline(StandardScaler(), LogisticRegression(C=c))``.
+    With ``standardize`` the features are first standardised with the training statistics
+    (``standardise``: ``x <- (x - mean_train) / std_train`` per dimension); without it they are used
+    raw, as the DINOv2-RS seed's code does. Then ``fit_logistic_regression`` (objective and the
+    ``c`` = scikit-learn ``C`` mapping there) is fit on the training set and the test set is
+    classified by the largest logit. Equivalent to scikit-learn's
+    ``make_pipeline(StandardScaler(), LogisticRegression(C=c))``, or without ``standardize`` to
+    ``LogisticRegression(C=c)`` on the raw features (both at convergence: the optimum is unique).
 
     Args:
         train_x: (N, D) training features.
@@ -128,6 +131,7 @@ def logistic_regression_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, 
         test_y: (M,) int labels.
         c: inverse regularisation strength (scikit-learn's ``C``).
         max_iter: L-BFGS iterations.
+        standardize: standardise the features with the training statistics first.
         n_classes: number of classes; by default the largest label + 1.
 
     Returns:
@@ -136,7 +140,10 @@ def logistic_regression_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, 
     """
     _check(train_x, train_y, test_x, test_y)
     k = _n_classes(n_classes, train_y, test_y)
-    train, test = standardise(train_x, test_x)
+    if standardize:
+        train, test = standardise(train_x, test_x)
+    else:
+        train, test = (x.detach().cpu().double() for x in (train_x, test_x))
     weight, bias = fit_logistic_regression(train, train_y, k, c=c, max_iter=max_iter)
     metrics = _accuracies(test @ weight + bias, test_y, k)
     metrics["train_top1"] = 100.0 * top_k_accuracy(train @ weight + bias, train_y, 1)

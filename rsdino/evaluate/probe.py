@@ -1,9 +1,10 @@
 """The linear-probe evaluation job: frozen CLS features of a pretrained backbone, a linear classifier.
 
 Protocol ``linear_logistic`` (the DINOv2-RS table): features of the training and test splits with
-the model's own normalisation, standardised with the training statistics, then an L2-regularised
-multinomial logistic regression (``rsdino.evaluate.linear.logistic_regression_probe``; ``c`` is
-scikit-learn's ``C``). The same evaluation of a randomly initialised backbone of the same
+the model's own normalisation, standardised with the training statistics unless the settings say
+``standardize: false`` (the DINOv2-RS evaluations: raw features, as the seed's code), then an
+L2-regularised multinomial logistic regression (``rsdino.evaluate.linear.logistic_regression_probe``;
+``c`` is scikit-learn's ``C``). The same evaluation of a randomly initialised backbone of the same
 architecture is recorded beside it.
 """
 
@@ -42,7 +43,7 @@ def run_linear_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset:
         n_classes = _n_classes(train_dataset, train_y, test_y)
         return logistic_regression_probe(train_x.double(), train_y, test_x.double(), test_y,
                                          c=settings.c, max_iter=settings.max_iter,
-                                         n_classes=n_classes)
+                                         standardize=settings.standardize, n_classes=n_classes)
 
     metrics = evaluate(model)
     tracker.log_metrics(metrics)

@@ -102,6 +102,28 @@ def test_logistic_regression_matches_sklearn(c):
     np.testing.assert_allclose(ours_p, theirs_p, atol=1e-4)
 
 
+def test_logistic_regression_without_standardising_matches_sklearn_on_raw_features():
+    """``standardize=False``: sklearn's LogisticRegression(C=0.316) fit on the raw features, the
+    DINOv2-RS seed's probe; here (unequal units per dimension) not what standardising gives."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = blobs(80, 5, 20, separation=0.6, seed=5)
+    (train_x, train_y), (test_x, test_y) = split(x, y, seed=6)
+    raw = logistic_regression_probe(train_x, train_y, test_x, test_y, c=0.316, standardize=False)
+    standardised = logistic_regression_probe(train_x, train_y, test_x, test_y, c=0.316)
+    model = LogisticRegression(C=0.316, max_iter=100_000, tol=1e-10)
+    model.fit(train_x.double().numpy(), train_y.numpy())
+    def accuracy(features, labels) -> float:
+        return 100.0 * float((model.predict(features.double().numpy()) == labels.numpy()).mean())
+
+    theirs = {"top1": accuracy(test_x, test_y), "train_top1": accuracy(train_x, train_y)}
+    assert {key: raw[key] for key in theirs} == theirs
+    assert raw != standardised
+    weight, bias = fit_logistic_regression(train_x, train_y, 5, c=0.316)
+    ours_p = torch.softmax(test_x.double() @ weight + bias, dim=1).numpy()
+    np.testing.assert_allclose(ours_p, model.predict_proba(test_x.double().numpy()), atol=1e-4)
+
+
 def _uc_merced_subset():
     from PIL import Image
 
