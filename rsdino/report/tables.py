@@ -6,7 +6,9 @@ metric each, ``TableConfig.resolved_columns``), a cell is our value of the colum
 of ``reference`` evaluations (another scale's) show the published number beside "not run".
 ``<table>.md`` holds the Markdown table with its caption
 (metric, where the published numbers come from, the MLflow run of every cell), ``<table>.csv`` the
-same cells in long format. The metrics files are the source of truth (docs/architecture.md).
+same cells in long format, one line per cell with its provenance (MLflow run, git commit, versions
+of the evaluation and pretraining data: ``rsdino.report.provenance``). The metrics files are the
+source of truth (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rsdino import io as rio
 from rsdino.config import Params
 from rsdino.config.tables import TableColumn
+from rsdino.report.provenance import PROVENANCE_COLUMNS, cell_provenance
 from rsdino.report.published import SEED_TABLES, AmbiguousPublishedValue, PublishedValue, lookup_entry
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
-               "published", "published_source", "mlflow_run_id", "evaluation")
+               "published", "published_source", "mlflow_run_id", "evaluation", *PROVENANCE_COLUMNS)
 NOT_RUN = "not run"
 NOT_AT_SCALE = "not run at this scale"
 NOT_EVALUATED = "n/a"
@@ -95,6 +98,7 @@ class Cell:
     random_init: float | None = None
     published: PublishedValue | None = None
     run_id: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)  # PROVENANCE_COLUMNS of its metrics file
 
 
 def _published(params: Params, table_name: str, variant: str, column: TableColumn) -> PublishedValue | None:
@@ -151,6 +155,7 @@ def table_cells(params: Params, table_name: str,
                 cell.ours = data["metrics"].get(metric)
                 cell.random_init = data["baselines"].get("random_init", {}).get(metric)
                 cell.run_id = (data.get("mlflow") or {}).get("run_id")
+                cell.provenance = cell_provenance(data)
             row.append(cell)
         rows.append(row)
     return variants, rows
@@ -230,7 +235,8 @@ def _csv(params: Params, table_name: str, rows: list[list[Cell]]) -> str:
                          "random_init": "" if cell.random_init is None else cell.random_init,
                          "published": cell.published.value if cell.published else "",
                          "published_source": cell.published.source if cell.published else "",
-                         "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation})
+                         "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation,
+                         **{k: cell.provenance.get(k, "") for k in PROVENANCE_COLUMNS}})
     return buffer.getvalue()
 
 
