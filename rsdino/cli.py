@@ -137,6 +137,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from rsdino.config import load_params
     from rsdino.data.registry import open_dataset
     from rsdino.data.version import data_version, data_version_tags
+    from rsdino.evaluate.provenance import record_model_data_version
     from rsdino.tracking import NullTracker
     from rsdino.train.pretrain import run_pretraining
     from rsdino.workflow_support import write_resolved
@@ -154,14 +155,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     main_rank = int(os.environ.get("RANK", "0")) == 0  # other ranks of a distributed job log nothing
     resolved = (write_resolved(params.resolved_for(variant=args.variant), args.out / "params.resolved.yaml")
                 if main_rank else None)
-    # The data the weights come from, recorded in model.json and on the run (rank 0 hashes it).
-    version = {"dataset": variant.pretrain_data, **data_version(args.raw)} if main_rank else None
     step = (_step(params, group=args.variant, step="pretrain", run_name=f"pretrain {args.variant}",
                   params={"method": variant.method, "backbone": variant.backbone,
                           "dataset": variant.pretrain_data, "epochs": variant.optim.epochs,
                           "batch_size": variant.optim.batch_size, "lr": variant.optim.lr,
-                          "out_dim": variant.head.out_dim},
-                  tags=data_version_tags("data_version", variant.pretrain_data, version))
+                          "out_dim": variant.head.out_dim})
             if main_rank else nullcontext(NullTracker()))
     with step as tracker:
         if resolved is not None:
@@ -169,8 +167,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         model = run_pretraining(args.variant, variant, train, bands=dataset_cfg.bands,
                                 rgb_bands=dataset_cfg.rgb_bands, mean=train.stats["mean"],
                                 std=train.stats["std"], out_dir=args.out, tracker=tracker,
-                                device=args.device, progress=not args.no_progress, gsd=dataset_cfg.gsd,
-                                extra_meta={"data_version": version} if version else None)
+                                device=args.device, progress=not args.no_progress, gsd=dataset_cfg.gsd)
+        if main_rank:  # the data the weights came from, hashed after training (no rank waits for it)
+            version = {"dataset": variant.pretrain_data, **data_version(args.raw)}
+            record_model_data_version(args.out, version)
+            tracker.set_tags(data_version_tags("data_version", variant.pretrain_data, version))
     if main_rank:
         print(f"{args.variant}: {model}")
 

@@ -7,9 +7,9 @@
      "pretraining": <the same for the data the model was pretrained on, from its model.json> or null}
 
 The evaluation data is versioned now (``rsdino.data.version.data_version`` of the raw folder); the
-pretraining data as ``rsdino pretrain`` recorded it in ``model.json`` (``data_version``) when it
-trained, which is what the weights came from. A model without that record (an older export, an
-external checkpoint) has ``"pretraining": null``.
+pretraining data as ``rsdino pretrain`` recorded it in ``model.json`` (``data_version``, written by
+``record_model_data_version``) when it trained, which is what the weights came from. A model
+without that record (an older export, an external checkpoint) has ``"pretraining": null``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.data.version import data_version, data_version_tags
+from rsdino.io import write_json
 
 
 def model_data_version(model_dir: Path) -> dict[str, Any] | None:
@@ -36,6 +37,23 @@ def model_data_version(model_dir: Path) -> dict[str, Any] | None:
     if not isinstance(version, dict) or not isinstance(version.get("version"), str):
         raise ValueError(f"{path}: 'data_version' must be a mapping with a string 'version'")
     return version
+
+
+def record_model_data_version(model_dir: Path, version: dict[str, Any]) -> Path:
+    """Add ``data_version`` (the pretraining data's) to ``model_dir/model.json``; return its path.
+
+    ``rsdino pretrain`` calls it when training has finished (rank 0), so that hashing a large dataset
+    does not keep the other ranks of a distributed job waiting; the data is read-only meanwhile.
+    """
+    from rsdino.models.backbones import META_FILE
+
+    path = Path(model_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable model.json, cannot record the data version ({error})"
+                         ) from None
+    return write_json(path, {**meta, "data_version": version})
 
 
 def evaluation_data_version(dataset: str, raw_dir: Path, model_dir: Path) -> dict[str, Any]:

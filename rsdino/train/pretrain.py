@@ -284,7 +284,7 @@ def build_optimizer(model: SelfDistillation, variant: VariantConfig) -> torch.op
 def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset, *, bands: list[str],
                     rgb_bands: list[str], mean: list[float], std: list[float], out_dir: Path,
                     tracker: Tracker, device: str = "cpu", progress: bool = True,
-                    gsd: float = 10.0, extra_meta: dict[str, Any] | None = None) -> Path:
+                    gsd: float = 10.0) -> Path:
     """Pretrain ``variant`` on ``dataset`` and export the teacher backbone to ``out_dir``.
 
     Resumes from ``out_dir/checkpoints/last.pt`` when it was written by the same settings (a
@@ -293,8 +293,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
     (``loss`` and ``loss_<term>`` for every term, ``lr``, ``wd``, ``momentum``, ``teacher_temp``,
     ``student_std``, ``teacher_entropy``) to ``tracker``. Returns the path of
     ``model.safetensors``. ``gsd`` is the data's native ground sample distance in metres (a
-    sample's own ``gsd`` overrides it). ``extra_meta`` is added to ``model.json`` (the CLI records
-    the pretraining data's ``data_version`` there).
+    sample's own ``gsd`` overrides it).
     """
     check_variant(variant)
     if variant.input_bands is not None:
@@ -399,7 +398,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
         meta = {**backbone_spec(variant.backbone, n_bands, crops.global_size, variant.drop_path, **kwargs),
                 "bands": list(bands[model.student.s1_bands:]), "method": variant.method,
                 "variant": variant_name, "mean": [float(v) for v in mean[model.student.s1_bands:]],
-                "std": [float(v) for v in std[model.student.s1_bands:]], **(extra_meta or {})}
+                "std": [float(v) for v in std[model.student.s1_bands:]]}
         weights = export_backbone(backbone, out_dir, meta)
         # The whole teacher (heads, GSD head, S1 backbone and fusion too), for analyses and reuse.
         teacher_state = {k: v.detach().cpu().contiguous() for k, v in model.teacher.state_dict().items()}

@@ -70,6 +70,18 @@ def test_without_a_pointer_or_a_model_record(job):
     assert evaluate(NullTracker())["data_version"]["evaluation"]["version"] != evaluation["version"]
 
 
+def test_pretraining_records_its_data_in_model_json(tiny_vit_dir):
+    from rsdino.evaluate.provenance import record_model_data_version
+    from rsdino.models.backbones import load_backbone
+
+    assert model_data_version(tiny_vit_dir) is None
+    version = {"dataset": "demo_eurosat", "version": "md5:ab.dir", "dvc_md5": "ab.dir"}
+    record_model_data_version(tiny_vit_dir, version)
+    assert model_data_version(tiny_vit_dir) == version
+    _, meta = load_backbone(tiny_vit_dir)  # the model still loads, its description kept
+    assert meta["variant"] == "t" and meta["data_version"] == version
+
+
 def test_a_malformed_model_record_names_the_file(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"data_version": "v1"}))
     with pytest.raises(ValueError, match=r"model\.json: 'data_version' must be a mapping"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -221,16 +220,3 @@ def test_checkpoint_round_trip_restores_random_states(tmp_path) -> None:
     (tmp_path / "c.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="c.pt"):
         load_checkpoint(tmp_path / "c.pt")
-
-
-def test_extra_meta_lands_in_model_json(finished, tmp_path) -> None:
-    """`rsdino pretrain` records the pretraining data's version in model.json this way."""
-    out_dir = tmp_path / "copy"
-    shutil.copytree(finished[0], out_dir)
-    version = {"dataset": "synthetic", "version": "md5:ab.dir"}
-    pretrain.run_pretraining(  # the finished checkpoint: only re-exports
-        "tiny", _variant(), RandomScenes(), bands=BANDS, rgb_bands=["B04", "B03", "B02"],
-        mean=[2000.0] * 13, std=[870.0] * 13, out_dir=out_dir, tracker=NullTracker(), progress=False,
-        extra_meta={"data_version": version})
-    assert json.loads((out_dir / "model.json").read_text())["data_version"] == version
-    assert "data_version" not in json.loads((finished[0] / "model.json").read_text())
