@@ -10,7 +10,7 @@ they read. Two identifiers exist:
   check is cheap, a stat of every file: an edit that keeps the size is left to ``dvc status``).
 - ``content_sha256``: computed here when there is no usable pointer (a manual dataset before it is
   tracked, a project outside a DVC repository). With ``files`` the sorted POSIX relative paths of
-  the regular files under ``raw_dir``::
+  the regular files under ``raw_dir`` that DVC does not ignore (``IGNORED``)::
 
       content_sha256 = sha256( concat_{p in files} p "\0" size(p) "\0" sha256(bytes(p)) "\n" )
 
@@ -25,6 +25,7 @@ many models on one large dataset reads its bytes once.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -47,6 +48,9 @@ CACHE_FORMAT = 1
 #: leave size and mtime unchanged ("racy" entries, as git calls them).
 RACY_SECONDS = 2.0
 _CHUNK = 1 << 20
+#: Names that neither DVC nor the digest count, anywhere in a dataset folder: the patterns of the
+#: project's ``.dvcignore`` (Snakemake's ``.snakemake_timestamp`` in directory outputs among them).
+IGNORED = (".snakemake_timestamp", "__pycache__", "*.pyc", "*.egg-info")
 
 
 def pointer_path(raw_dir: Path) -> Path:
@@ -69,11 +73,17 @@ def has_files(folder: Path) -> bool:
     return any(True for _ in _files(folder))
 
 
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED)
+
+
 def _files(folder: Path) -> Any:
-    """``(relative POSIX path, os.stat_result)`` of every regular file under ``folder``."""
+    """``(relative POSIX path, os.stat_result)`` of the regular files under ``folder`` DVC counts."""
     for root, dirs, names in os.walk(folder, followlinks=True):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not _ignored(d))
         for name in names:
+            if _ignored(name):
+                continue
             path = Path(root, name)
             try:
                 stat = path.stat()

@@ -105,6 +105,24 @@ def test_recently_modified_files_are_not_cached(raw):
     assert set(json.loads(cache_path(raw).read_text())["files"]) == {"a/1.tif"}
 
 
+def test_what_dvc_ignores_is_not_data(raw):
+    """Snakemake's timestamp in a directory output neither changes the digest nor stales a pointer."""
+    before = content_digest(raw, cache=False)
+    (raw / ".snakemake_timestamp").write_bytes(b"")
+    (raw / "a" / "__pycache__").mkdir()
+    (raw / "a" / "__pycache__" / "x.pyc").write_bytes(b"bytecode")
+    assert content_digest(raw, cache=False) == before
+    write_pointer(raw, "ab.dir", nfiles=3, size=25)
+    assert data_version(raw)["source"] == "dvc"
+
+
+def test_ignored_names_are_the_patterns_of_dvcignore():
+    dvcignore = Path(__file__).resolve().parents[2] / ".dvcignore"
+    patterns = [line.strip() for line in dvcignore.read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert sorted(patterns) == sorted(dv.IGNORED)
+
+
 def test_has_files(tmp_path, raw):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     assert has_files(raw) and not has_files(tmp_path / "empty") and not has_files(tmp_path / "missing")
@@ -117,6 +135,8 @@ def test_the_pointer_of_a_real_dvc_add_is_used(raw, tmp_path):
         pytest.skip("dvc is not installed")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    shutil.copy(Path(__file__).resolve().parents[2] / ".dvcignore", tmp_path / ".dvcignore")
+    (raw / ".snakemake_timestamp").write_bytes(b"")  # as in a directory output of the pipeline
     subprocess.run([dvc, "add", "-q", str(raw)], cwd=tmp_path, check=True, env=env)
     version = data_version(raw)
     md5 = yaml.safe_load(raw.with_name("ds.dvc").read_text())["outs"][0]["md5"]
