@@ -144,6 +144,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     from rsdino.config import load_params
     from rsdino.data.registry import open_dataset
+    from rsdino.data.version import data_version, data_version_tags
+    from rsdino.evaluate.provenance import record_model_data_version
     from rsdino.tracking import NullTracker
     from rsdino.train.pretrain import run_pretraining
     from rsdino.workflow_support import write_resolved
@@ -178,6 +180,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
                                 rgb_bands=dataset_cfg.rgb_bands, mean=train.stats["mean"],
                                 std=train.stats["std"], out_dir=args.out, tracker=tracker,
                                 device=args.device, progress=not args.no_progress, gsd=dataset_cfg.gsd)
+        if main_rank:  # the data the weights came from, hashed after training (no rank waits for it)
+            version = {"dataset": variant.pretrain_data, **data_version(args.raw)}
+            record_model_data_version(args.out, version)
+            tracker.set_tags(data_version_tags("data_version", variant.pretrain_data, version))
     if main_rank:
         print(f"{args.variant}: {model}")
 

@@ -64,7 +64,7 @@ class MlflowSettings(StrictModel):
 
 
 class DvcSettings(StrictModel):
-    """DVC tracking of downloaded raw data."""
+    """DVC tracking of raw data (downloaded datasets, and manual ones once placed in data/raw/)."""
 
     track_raw: bool = True
     remote: str | None = "local"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rsdino.evaluate.provenance import evaluation_data_version, evaluation_tags
 from rsdino.io import write_json
 from rsdino.tracking import Tracker, git_commit
 
@@ -178,7 +179,10 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
                "cache_dir": Path(params.paths.data) / "features",
                "native_size": getattr(params.datasets[settings.dataset], "native_size", None),
-               "dataset_cfg": params.datasets[settings.dataset]}
+               "dataset_cfg": params.datasets[settings.dataset],
+               "bands": evaluation_bands(params, name, variant_name, model_dir)}
+    data_version = evaluation_data_version(settings.dataset, raw_dir, model_dir)  # before it is read
+    tracker.set_tags(evaluation_tags(data_version))
     result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
     record = {
         "evaluation": name,
@@ -190,6 +194,7 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
         "metrics": result["metrics"],
         "baselines": result.get("baselines", {}),
         "mlflow": {"run_id": getattr(tracker, "run_id", None), "experiment": params.mlflow.experiment},
+        "data_version": data_version,
         "git_commit": git_commit(),
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -8,9 +8,11 @@ model of the table's published tables that no variant of ours stands for (the se
 rows, e.g. SatMAE in the SatDINO table) gets a published-only row: its published numbers beside
 "not trained here". ``<table>.md`` holds the Markdown table with its caption
 (metric, where the published numbers come from, the MLflow run of every cell), ``<table>.csv`` the
-same cells in long format (column ``published_only``), and ``coverage.json`` counts, per table, the
-published numbers shown beside ours, those in published-only rows and those shown nowhere
-(``rsdino.report.coverage``). The metrics files are the source of truth (docs/architecture.md).
+same cells in long format (column ``published_only``), one line per cell with its provenance (MLflow
+run, git commit, versions of the evaluation and pretraining data: ``rsdino.report.provenance``), and
+``coverage.json`` counts, per table, the published numbers shown beside ours, those in published-only
+rows and those shown nowhere (``rsdino.report.coverage``). The metrics files are the source of truth
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from rsdino.config import Params
 from rsdino.config.tables import TableColumn
 from rsdino.config.variants import PublishedKey
 from rsdino.report.coverage import COVERAGE_FILE, coverage
+from rsdino.report.provenance import PROVENANCE_COLUMNS, cell_provenance
 from rsdino.report.published import (
     SEED_TABLES,
     AmbiguousPublishedValue,
@@ -37,7 +40,8 @@ from rsdino.report.published import (
 )
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
-               "published", "published_source", "mlflow_run_id", "evaluation", "published_only")
+               "published", "published_source", "mlflow_run_id", "evaluation", "published_only",
+               *PROVENANCE_COLUMNS)
 NOT_RUN = "not run"
 NOT_AT_SCALE = "not run at this scale"
 NOT_EVALUATED = "n/a"
@@ -109,6 +113,7 @@ class Cell:
     random_init: float | None = None
     published: PublishedValue | None = None
     run_id: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)  # PROVENANCE_COLUMNS of its metrics file
 
 
 @dataclass
@@ -183,6 +188,7 @@ def table_cells(params: Params, table_name: str,
                 cell.ours = data["metrics"].get(metric)
                 cell.random_init = data["baselines"].get("random_init", {}).get(metric)
                 cell.run_id = (data.get("mlflow") or {}).get("run_id")
+                cell.provenance = cell_provenance(data)
             row.append(cell)
         rows.append(row)
     return variants, rows
@@ -301,7 +307,8 @@ def _csv(table_name: str, rows: list[Row]) -> str:
                              "published": cell.published.value if cell.published else "",
                              "published_source": cell.published.source if cell.published else "",
                              "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation,
-                             "published_only": str(row.published_only).lower()})
+                             "published_only": str(row.published_only).lower(),
+                             **{k: cell.provenance.get(k, "") for k in PROVENANCE_COLUMNS}})
     return buffer.getvalue()
 
 

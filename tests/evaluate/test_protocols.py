@@ -183,6 +183,7 @@ def test_run_evaluation_writes_the_metrics_file_of_a_new_protocol(tiny_vit_dir, 
         return source(model_dir, tmp_path)
 
     monkeypatch.setattr(run, "_scene_source", fake_source)
+    monkeypatch.setattr(run, "evaluation_bands", lambda *args: None)  # an RGB model on 13-band data
     out = tmp_path / "metrics" / "demo_retrieval" / "v.json"
     record = run.run_evaluation("demo_retrieval", params.evaluations["demo_retrieval"], "demo_dino_vit",
                                 params.variants["demo_dino_vit"], model_dir=tiny_vit_dir, raw_dir=tmp_path,

@@ -277,3 +277,26 @@ def test_every_published_number_has_a_cell_at_the_full_scale():
     labels = [row.label for row in tables["table3_satdino"] if row.published_only]
     assert sorted(labels) == ["satmae vit_large_patch16 (published only)",
                               "scale_mae vit_large_patch16 (published only)"]
+
+
+def test_every_csv_line_is_one_cell_with_its_provenance(tmp_path, metrics_files):
+    record = json.loads(metrics_files[0].read_text())
+    record["git_commit"] = "c0ffee"
+    record["data_version"] = {"evaluation": {"dataset": "ucm", "version": "md5:aa.dir"},
+                              "pretraining": {"dataset": "pre", "version": "sha256:bb"}}
+    metrics_files[0].write_text(json.dumps(record))  # metrics_files[1]: written before provenance
+    build_tables(metrics_files, settings(), tmp_path)
+    rows = [r for r in read_csv(tmp_path / "knn_table.csv") if r["published_only"] == "false"]
+    assert [(r["evaluation"], r["variant"]) for r in rows] == [("knn_ucm", "vits"), ("knn_euro", "vits"),
+                                                              ("knn_ucm", "tiny")]  # n/a: no line
+    by_key = {(r["evaluation"], r["variant"]): r for r in rows}
+    assert {k: by_key["knn_ucm", "vits"][k] for k in ("mlflow_run_id", "git_commit", "data_version",
+                                                      "pretrain_data_version")} == {
+        "mlflow_run_id": "run-vits-ucm", "git_commit": "c0ffee", "data_version": "md5:aa.dir",
+        "pretrain_data_version": "sha256:bb"}
+    for key in (("knn_ucm", "tiny"), ("knn_euro", "vits")):  # older file; not run
+        assert by_key[key]["git_commit"] == by_key[key]["data_version"] == ""
+    record["data_version"] = {"evaluation": "md5:aa.dir"}
+    metrics_files[0].write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"'knn_ucm', variant 'vits': 'data_version.evaluation' must be"):
+        build_tables(metrics_files, settings(), tmp_path)

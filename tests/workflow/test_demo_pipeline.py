@@ -77,3 +77,9 @@ def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
     knn = [r for r in runs if r.data.tags.get("rsdino.step") == "knn"]
     assert len(knn) == 6 and [r.data.tags["mlflow.parentRunId"] for r in knn].count(parent_id) == 1
     assert client.get_run(parent_id).data.tags["rsdino.group"] == "demo_dino_vit"
+    # every run names the data it read: the pretraining data, the evaluation data and the model's
+    trained_on = pretrain.data.tags["rsdino.data_version.demo_eurosat"]
+    assert trained_on.startswith(("md5:", "sha256:"))
+    knn_dino = next(r for r in knn if r.data.tags["mlflow.parentRunId"] == parent_id)
+    assert knn_dino.data.tags["rsdino.pretrain_data_version.demo_eurosat"] == trained_on
+    assert knn_dino.data.tags["rsdino.data_version.demo_eurosat"].startswith(("md5:", "sha256:"))

@@ -46,8 +46,9 @@ def test_every_published_cell_has_our_value_or_a_published_only_row(mini):
     results = mini["root"] / mini["params"].paths.results
     report = json.loads((results / "tables" / "coverage.json").read_text())
     for name, table in report["tables"].items():
-        print(f"{name}: {table['paired']} published cells with our value ({table['paired_measured']} measured), "
-              f"{table['published_only']} published-only, {table['unplaced']} with neither")
+        print(f"{name}: {table['paired']} published cells with our value "
+              f"({table['paired_measured']} measured), {table['published_only']} published-only, "
+              f"{table['unplaced']} with neither")
         assert table["unplaced"] == 0, (name, table["unplaced_numbers"])
         assert table["paired_measured"] == table["paired"], name
     assert report["seeds"]["placed"] == report["seeds"]["rows"] == 180, report["seeds"]["unplaced_numbers"]

@@ -81,3 +81,20 @@ def test_bare_profile_name_resolves_after_setup(tmp_path):
     missing = snakemake("--profile", "local", "-n", "all",
                         env={"XDG_CONFIG_HOME": str(tmp_path / "empty"), "HOME": str(tmp_path)})
     assert missing.returncode != 0
+
+
+def test_a_manual_dataset_is_tracked_once_it_is_placed(tmp_path):
+    """`all` asks for data/raw/<manual>.dvc only when that folder holds files (else its download
+    job stops with the instruction, as before)."""
+    (tmp_path / ".dvc").mkdir()  # a DVC repository: `track` is part of `all`
+    args = ("-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--forceall", "--config",
+            f"params={ROOT / 'params.yaml'}", "scale=full", "--", "all")
+    before = snakemake(*args)
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "data/raw/ucmerced.dvc" in before.stdout and "data/raw/whurs19.dvc" not in before.stdout
+    (tmp_path / "data" / "raw" / "whurs19" / "Airport").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "whurs19" / "Airport" / "airport_01.jpg").write_bytes(b"jpeg")
+    after = snakemake(*args)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "output: data/raw/whurs19.dvc" in after.stdout
+    assert "data/raw/optimal31.dvc" not in after.stdout  # still missing: not asked for

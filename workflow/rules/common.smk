@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rsdino.config import ParamsError, load_params, settings_digest
 from rsdino.models.backbones import WEIGHTS_FILE, backbone_folder
+from rsdino.data.version import has_files
 from rsdino.tracking import configure_offline_environment
 
 configure_offline_environment()
@@ -121,8 +122,16 @@ SUMMARY = f"{RESULTS}/metrics/summary.json"
 COVERAGE = f"{RESULTS}/tables/coverage.json"
 PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
 IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
+
+
+def trackable(dataset):
+    """Whether `track` can add data/raw/<dataset> to DVC: a downloaded dataset always, a manual one
+    (source.manual) once it has been placed there (a missing one stops at its download job)."""
+    return bool(P.datasets[dataset].source.url) or has_files(Path(DATA) / "raw" / dataset)
+
+
 TRACKED_DATA = (
-    [f"{DATA}/raw/{d}.dvc" for d in P.selected_datasets() if P.datasets[d].source.url]
+    [f"{DATA}/raw/{d}.dvc" for d in P.selected_datasets() if trackable(d)]
     if P.dvc.track_raw and IN_DVC_REPO
     else []
 )
