@@ -62,9 +62,16 @@ def test_a_batch_larger_than_a_prepared_split(tmp_path):
     prepared = tmp_path / "prepared" / "demo_eurosat"
     prepared.mkdir(parents=True)
     (prepared / "train.txt").write_text("\n".join(f"a/{i}.tif 0" for i in range(20)) + "\n")
+    params = parse_params(raw, scale="demo", preflight_checks=False)
+    made_with = params.resolved_for(dataset="demo_eurosat")
+    (prepared / "params.resolved.yaml").write_text(yaml.safe_dump(made_with))
     lines = problems(raw, "demo")
     assert any(line.startswith("p.yaml: variants.demo_dino_vit.optim.batch_size: 32 is larger than the "
                                "training split of demo_eurosat (20 items)") for line in lines)
+    # a folder prepared with other settings is about to be prepared again: not held against the plan
+    made_with["dataset"]["demo_eurosat"]["split"]["seed"] = 1
+    (prepared / "params.resolved.yaml").write_text(yaml.safe_dump(made_with))
+    assert parse_params(raw, scale="demo").scale == "demo"
 
 
 def test_snakemake_refuses_the_plan_before_any_job(tmp_path):

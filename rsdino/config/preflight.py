@@ -61,8 +61,21 @@ def _patch(variant: Any) -> tuple[int | None, bool]:
 
 
 def _split_sizes(params: Any, dataset: str) -> dict[str, int]:
-    """``{split: items}`` of a prepared dataset (its ``<split>.txt`` lines or ``<split>.json`` list)."""
+    """``{split: items}`` of a prepared dataset (its ``<split>.txt`` lines or ``<split>.json`` list).
+
+    Empty when the dataset is not prepared, or was prepared with other settings than today's (its
+    ``params.resolved.yaml``): that folder is about to be prepared again.
+    """
+    import yaml
+
     folder = Path(params.paths.data) / "prepared" / dataset
+    try:
+        made_with = yaml.safe_load((folder / "params.resolved.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(made_with, dict) or \
+            made_with.get("dataset") != params.resolved_for(dataset=dataset)["dataset"]:
+        return {}
     sizes = {}
     for split in ("train", "test"):
         try:
