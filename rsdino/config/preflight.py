@@ -12,8 +12,9 @@ evaluations and returns one line per problem, naming the variant and/or the eval
   segmentation heads read a ViT's patch grid;
 * the data a method or protocol needs: DINO-TP's temporal views need a ``temporal_series`` dataset,
   the multimodal method S1/S2 pairs, an evaluation labels of the right kind;
-* batch sizes against split sizes, for the datasets already prepared (``<data>/prepared/<name>``):
-  a pretraining batch larger than the training split gives no step at all.
+* batch sizes against split sizes, for the datasets already prepared with today's settings
+  (``<data>/prepared/<name>``): a pretraining batch larger than the training split gives no step
+  at all, and a network trained on one item meets BatchNorm with a batch of one.
 
 ``load_params`` runs it for the selected scale and raises ``ParamsError`` with these lines.
 """
@@ -39,6 +40,8 @@ PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
     "change_detection": ("change_detection",),
     "segmentation": ("segmentation",),
 }
+#: Protocols that train a network on the evaluation data (BatchNorm in heads and CNN backbones).
+TRAINING_PROTOCOLS = ("finetune", "multilabel", "change_detection", "segmentation")
 #: Protocols that need a ViT backbone (attention maps, patch-token grids).
 VIT_ONLY_PROTOCOLS = ("analyses", "segmentation")
 
@@ -131,6 +134,11 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
             and data.task in ("segmentation", "change_detection"):
         yield (f"{where}.image_size: {size} is not one of the tile sizes {data.tile_sizes} of "
                f"{evaluation.dataset} (datasets.{evaluation.dataset}.tile_sizes)")
+    n_train = _split_sizes(params, evaluation.dataset).get("train")
+    fraction = getattr(evaluation, "train_fraction", 1.0)
+    if n_train is not None and evaluation.protocol in TRAINING_PROTOCOLS and round(fraction * n_train) < 2:
+        yield (f"{where}: trains a network on {round(fraction * n_train)} item(s) of {evaluation.dataset} "
+               f"({fraction:g} of {n_train}); BatchNorm needs batches of at least 2")
     for variant_name in evaluation.variants:
         variant = params.variants[variant_name]
         pair = f"{where} on variants.{variant_name}"

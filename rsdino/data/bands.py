@@ -22,8 +22,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch.utils.data import Dataset
-
 _SENTINEL2 = re.compile(r"^B0*(\d{1,2})(A?)$", re.IGNORECASE)
 #: Item keys holding images whose channels are bands (change detection has two dates).
 IMAGE_KEYS = ("image", "image2")
@@ -84,8 +82,11 @@ def match_bands(trained: Sequence[str], available: Sequence[str], *,
     return index
 
 
-class BandSelected(Dataset):
+class BandSelected:
     """A view of a dataset with its bands reordered / subset to ``index`` (from ``match_bands``).
+
+    A map-style dataset (``len`` and indexing) without importing torch, so that the settings
+    preflight, which matches bands too, stays torch-free.
 
     Items are the wrapped dataset's with every image (``image``, ``image2``) indexed on its channel
     axis, then passed through ``transform`` when given; ``stats`` follow the selection and ``bands``
