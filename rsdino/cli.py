@@ -288,6 +288,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Serve warm starts: hold torch, timm and MLflow imported and fork each step sent to the socket."""
+    from rsdino.launch.warm import serve
+
+    serve(args.socket)
+
+
 def cmd_dvc_commit(args: argparse.Namespace) -> None:
     """Record the current outputs of a DVC stage in dvc.lock (after Snakemake built them)."""
     from rsdino.workflow_support import dvc_commit
@@ -405,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--histories", type=Path, nargs="*", default=[],
                    help="pretraining history.csv files, drawn as training curves in the plots folder")
 
+    p = add("serve", cmd_serve)
+    p.add_argument("--socket", type=Path, required=True,
+                   help="UNIX socket to listen on; steps find it through RSDINO_WARM_SOCKET")
+
     p = add("dvc-commit", cmd_dvc_commit)
     p.add_argument("--stage", default="tables", help="DVC stage to record (default: tables)")
     return parser
@@ -412,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rsdino`` console script."""
+    import os
+
+    from rsdino.launch.warm import SOCKET_ENV
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get(SOCKET_ENV) and argv[:1] != ["serve"]:  # a warm server is up: let it run the step
+        from rsdino.launch.warm import run_warm
+
+        code = run_warm(argv)
+        if code is not None:
+            return code
     from rsdino.config import ParamsError
     from rsdino.data.bands import BandMismatchError
 

@@ -157,3 +157,4 @@ def evaluation_runtime(wildcards):
     if ON_CPU:
         return 30
     return 1440 if P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS else 240
+
