@@ -141,9 +141,12 @@ def _run_step(request: dict, fds: list[int]) -> None:
         traceback.print_exc()
         code = 1
     finally:
+        import atexit
+
+        atexit._run_exitfuncs()  # what a normal exit runs (MLflow's and logging's flushes, ...)
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(code)
+    os._exit(code)  # not sys.exit: unwinding would run the server's own clean-up in this fork
 
 
 def _handle(conn: socket.socket) -> int:
