@@ -28,11 +28,8 @@ from torch import nn
 
 from rsdino.io import atomic_path, write_json
 from rsdino.models.catalog import BACKBONES
+from rsdino.models.folders import BRANCH_FOLDERS, META_FILE, WEIGHTS_FILE, backbone_folder  # noqa: F401
 
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
-#: Which pretrained branch's backbone lives where inside a variant's model folder (``backbone_folder``).
-BRANCH_FOLDERS = {"teacher": ".", "student": "student"}
 #: Keys ``export_backbone`` requires in its ``meta`` (``bands``, ``method``, ... are added by callers).
 REQUIRED_META = ("backbone", "timm_name", "timm_kwargs", "in_chans", "img_size", "drop_path")
 
@@ -153,13 +150,6 @@ def export_backbone(model: nn.Module, out_dir: Path, meta: dict[str, Any]) -> Pa
         save_file(tensors, str(tmp), metadata={"format": "pt", "backbone": str(meta["backbone"])})
     write_json(out_dir / META_FILE, meta)
     return weights
-
-
-def backbone_folder(model_dir: Path, branch: str = "teacher") -> Path:
-    """The model folder of ``branch`` (``teacher`` or ``student``) inside a variant's ``model_dir``."""
-    if branch not in BRANCH_FOLDERS:
-        raise ValueError(f"unknown backbone branch {branch!r} (known: {', '.join(BRANCH_FOLDERS)})")
-    return Path(model_dir) / BRANCH_FOLDERS[branch]
 
 
 def load_backbone(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:

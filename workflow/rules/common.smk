@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from rsdino.config import ParamsError, load_params, settings_digest
-from rsdino.models.backbones import WEIGHTS_FILE, backbone_folder
+from rsdino.models.folders import WEIGHTS_FILE, backbone_folder
 from rsdino.data.version import has_files
 from rsdino.tracking import configure_offline_environment
 
