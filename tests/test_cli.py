@@ -11,7 +11,7 @@ from rsdino.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["setup", "make-demo", "download", "track", "prepare", "pretrain", "evaluate", "report",
-         "dvc-commit"]
+         "dvc-commit", "serve"]
 
 
 def test_every_step_is_registered():
