@@ -28,7 +28,7 @@ def _job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def job_counts():
     """Parse the job counts of a Snakemake plan."""
     return _job_counts
