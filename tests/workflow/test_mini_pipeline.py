@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def mini(project, run_in, job_counts) -> dict:
-    plan = run_in(project, "snakemake", "--profile", "local", "--config", "scale=mini", "-n", "all")
+    plan = run_in(project, "snakemake", "--profile", "local", "-n", "all", "--config", "scale=mini")
     start = time.monotonic()
-    out = run_in(project, "snakemake", "--profile", "local", "--config", "scale=mini", "all", timeout=3000)
+    out = run_in(project, "snakemake", "--profile", "local", "all", "--config", "scale=mini", timeout=3000)
     elapsed = time.monotonic() - start
     params = load_params(project["root"] / "params.yaml", "mini")
     counts = job_counts(plan)
@@ -66,5 +66,5 @@ def test_the_full_scale_tables_have_the_seeds_shape(mini):
 
 
 def test_a_second_run_does_nothing(mini, run_in):
-    again = run_in(mini, "snakemake", "--profile", "local", "--config", "scale=mini", "all")
+    again = run_in(mini, "snakemake", "--profile", "local", "all", "--config", "scale=mini")
     assert "Nothing to be done" in again, again[-3000:]
