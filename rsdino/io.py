@@ -7,6 +7,7 @@ renames it over the destination (``os.replace`` is atomic on POSIX within one fi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -81,3 +82,12 @@ def atomic_directory(destination: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_digest(path: str | os.PathLike[str], algo: str = "sha256") -> str:
+    """Hex digest of the file at ``path`` with hash algorithm ``algo`` (``sha256``, ``md5``), by 1 MiB."""
+    digest = hashlib.new(algo)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

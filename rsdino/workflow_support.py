@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.config import dump_resolved
+from rsdino.dvc_lock import DvcError, one_line_error, record_settings_file
 from rsdino.io import write_text
 
 PROFILE_NAMES = ("local", "slurm")
@@ -79,22 +80,27 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
+    """Raise ``DvcError`` with DVC's own error as one line (``rsdino.dvc_lock.one_line_error``)."""
     if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise DvcError(one_line_error(what, result.returncode, result.stdout, result.stderr))
 
 
 def dvc_track(path: Path, remote: str | None) -> str:
     """``dvc add`` a folder (writing ``<path>.dvc``) and push it to ``remote`` when given."""
-    _check(_dvc("add", "--quiet", str(path)), f"dvc add {path}")
+    # not --quiet: DVC then hides its errors too (a missing dvc-s3 was an empty traceback)
+    _check(_dvc("add", str(path)), f"dvc add {path}")
     if remote:
-        _check(_dvc("push", "--quiet", "-r", remote, f"{path}.dvc"), f"dvc push {path}")
+        _check(_dvc("push", "-r", remote, f"{path}.dvc"), f"dvc push {path} to remote {remote!r}")
     return f"{path}: tracked by DVC ({path}.dvc)" + (f", pushed to remote {remote!r}" if remote else "")
 
 
-def dvc_commit(stage: str) -> str:
-    """``dvc commit`` a stage so that dvc.lock records the outputs Snakemake just built."""
-    _check(_dvc("commit", "--force", "--quiet", stage), f"dvc commit {stage}")
-    return f"dvc.lock: stage {stage!r} recorded"
+def dvc_commit(stage: str, settings_file: str = "params.yaml") -> str:
+    """``dvc commit`` a stage: dvc.lock records the outputs Snakemake just built.
+
+    And the settings file the run used (``rsdino.dvc_lock.record_settings_file``).
+    """
+    _check(_dvc("commit", "--force", stage), f"dvc commit {stage}")
+    return record_settings_file(Path.cwd(), stage, settings_file)
 
 
 def write_resolved(settings: dict[str, Any], path: Path) -> Path:

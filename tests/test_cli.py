@@ -10,8 +10,8 @@ import pytest
 from rsdino.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["setup", "make-demo", "download", "track", "prepare", "pretrain", "evaluate", "report",
-         "dvc-commit", "serve"]
+STEPS = ["setup", "make-demo", "download", "track", "prepare", "pretrain", "import-weights", "evaluate",
+         "report", "dvc-commit", "serve", "export"]
 
 
 def test_every_step_is_registered():

@@ -59,3 +59,19 @@ def test_without_a_reachable_server_the_step_runs_cold(tmp_path):
                     cwd=tmp_path, socket_path=tmp_path / "missing.sock")
     assert result.returncode == 2 and "no dataset 'nope'" in result.stderr
 
+
+
+def test_a_warm_step_fails_with_the_same_one_line_as_cold(server, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("scale: [demo\n  : :")
+    args = ("prepare", "--params", str(bad), "--dataset", "demo_eurosat", "--raw", "raw", "--out", "out")
+    warm = rsdino(*args, cwd=tmp_path, socket_path=server)
+    cold = rsdino(*args, cwd=tmp_path)
+    assert warm.returncode == cold.returncode == 2
+    assert warm.stdout == cold.stdout == ""
+    assert warm.stderr == cold.stderr and warm.stderr.count("\n") == 1
+    assert warm.stderr.startswith(f"rsdino prepare: error: {bad}: not valid YAML")
+    debug = rsdino("--debug", *args, cwd=tmp_path, socket_path=server)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == warm.stderr.strip()
+    assert (tmp_path / "logs" / "debug" / "prepare.log").read_text().count("Traceback") == 3

@@ -33,6 +33,11 @@ class SourceSettings(StrictModel):
     that writes the archive the ``file://`` url points to. ``manual`` is the instruction printed
     for datasets that cannot be downloaded automatically. ``extra`` lists further archives (OSCD's
     label archives, LoveDA's other splits) downloaded and extracted into the same folder.
+    ``local`` is a folder of images already on disk (relative to the project root, or absolute):
+    one sub-folder per class, or any layout with a ``list_file`` inside it (lines
+    ``<relative path> <class>``); JPEG, PNG and GeoTIFF. ``rsdino download`` copies it into
+    ``data/raw/<dataset>/<class>/`` (``rsdino.data.local``), resizing every image to ``resize`` x
+    ``resize`` pixels when set.
     """
 
     url: str | None = None
@@ -43,11 +48,18 @@ class SourceSettings(StrictModel):
     generator_kwargs: dict[str, Any] = Field(default_factory=dict)
     manual: str | None = None
     extra: list[ExtraFile] = Field(default_factory=list)
+    local: str | None = None
+    list_file: str | None = None
+    resize: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> SourceSettings:
-        if self.manual is None and self.url is None:
-            raise ValueError("a source needs a url, or a 'manual' instruction")
+        if self.manual is None and self.url is None and self.local is None:
+            raise ValueError("a source needs a url, a local folder, or a 'manual' instruction")
+        if self.local is not None and self.url is not None:
+            raise ValueError("a source is a url or a local folder, not both")
+        if (self.list_file or self.resize) and self.local is None:
+            raise ValueError("list_file and resize are settings of a local source (source.local)")
         if self.url and self.url.startswith(("http://", "https://")) and not (self.sha256 or self.md5):
             raise ValueError("an http(s) source needs a sha256 or md5 checksum")
         if self.generator and not (self.url or "").startswith("file://"):
@@ -108,6 +120,16 @@ class DatasetConfig(StrictModel):
     splits: dict[str, SplitSettings] = Field(default_factory=dict)
     published_name: str | None = None
     citation: str = ""
+    # How pretraining reads the training split: "files" (decode each file per item) or "chips"
+    # (`rsdino prepare` also decodes it once into memory maps, rsdino.data.chips; fixed-size items).
+    store: Literal["files", "chips"] = "files"
+
+    @model_validator(mode="after")
+    def _local_extensions(self) -> DatasetConfig:
+        # a folder of your own: every image kind unless the entry narrows it
+        if self.source.local is not None and "extensions" not in self.model_fields_set:
+            self.extensions = [".jpg", ".jpeg", ".png", ".tif", ".tiff"]
+        return self
 
     @model_validator(mode="after")
     def _rgb_in_bands(self) -> DatasetConfig:

@@ -104,6 +104,8 @@ def _variant_problems(params: Any, name: str) -> Iterator[str]:
         except BandMismatchError:
             yield (f"{where}.input_bands: {variant.input_bands} are not all bands of its pretraining data "
                    f"{variant.pretrain_data} {data.bands}")
+    if variant.weights is not None:  # released weights: imported, never trained (no crops, no batches)
+        return
     patch, strict = _patch(variant)
     crops = variant.crops
     sizes = sorted({crops.global_size, *crops.local_sizes_or_default()})

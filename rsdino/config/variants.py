@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from rsdino.config.base import StrictModel
 from rsdino.config.views import CropSettings
 from rsdino.models.catalog import BACKBONES, METHODS
+from rsdino.models.importers import FORMATS
 
 
 class HeadSettings(StrictModel):
@@ -80,6 +81,29 @@ class MultimodalSettings(StrictModel):
     cross_attention_layers: int = Field(6, ge=1)
 
 
+class BudgetSettings(StrictModel):
+    """How much pretraining a variant gets (``rsdino.train.budget``).
+
+    By default ``optim.epochs`` epochs; ``steps`` caps the run at that many optimizer steps, or
+    ``minutes`` at that much wall-clock training time (at most one of the two). The lr, weight-decay,
+    momentum and teacher-temperature schedules span the budget: ``steps`` steps, or, for
+    ``minutes``, the fraction of the time spent (a time budget is not reproducible step for step).
+    ``data_fraction`` trains on a seeded subset of that share of the pretraining images (the same
+    subset on every run and rank: the first ``round(f * n)`` of a permutation seeded by the
+    variant's ``seed``).
+    """
+
+    steps: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+    data_fraction: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetSettings:
+        if self.steps is not None and self.minutes is not None:
+            raise ValueError("set budget.steps or budget.minutes, not both")
+        return self
+
+
 class ResourceSettings(StrictModel):
     """Compute for one pretraining job (used by the cluster profile)."""
 
@@ -90,12 +114,75 @@ class ResourceSettings(StrictModel):
     runtime_min: int = Field(60, ge=1)
 
 
+class ProbeSettings(StrictModel):
+    """A kNN probe during pretraining: the training curve that says whether pretraining helps.
+
+    Every ``every_steps`` steps (and at step 0) the teacher backbone's features of ``n_train`` images
+    of ``dataset``'s train split (the kNN memory) and ``n_test`` of its test split (the queries) are
+    scored by the weighted kNN of DINO (``rsdino.evaluate.knn.weighted_knn``, ``k``, ``temperature``);
+    top-1 accuracy in percent is logged as ``knn_probe_top1`` (rsdino.train.probe).
+    """
+
+    dataset: str
+    every_steps: int = Field(gt=0)
+    n_train: int = Field(200, ge=1, le=2000)
+    n_test: int = Field(100, ge=1, le=2000)
+    k: int = Field(20, ge=1)
+    temperature: float = Field(0.07, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+
 class PublishedKey(StrictModel):
     """How a variant is named in the seeds' published tables (``seed_tables.csv``)."""
 
     model: str
     arch: str
     pretrain_data: str
+
+
+def _known_format(value: str) -> str:
+    if value not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {value!r}; known: {', '.join(FORMATS)}")
+    return value
+
+
+class ReleasedWeights(StrictModel):
+    """Published weights a variant imports instead of pretraining (``rsdino import-weights``).
+
+    Downloaded from ``url`` when its ``sha256`` is published; otherwise read from ``path`` (a local
+    file, or where a manual download must be placed: the step then stops with ``manual`` or, without
+    it, a line naming ``url``). ``bands`` / ``mean`` / ``std`` describe the inputs; left out, they are
+    the variant's pretraining data's bands and training-split statistics.
+    """
+
+    format: str
+    url: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    path: str | None = None
+    manual: str | None = None
+    bands: list[str] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    _format = field_validator("format")(_known_format)
+
+    @model_validator(mode="after")
+    def _has_source(self) -> ReleasedWeights:
+        if not self.path and not (self.url and self.sha256):
+            raise ValueError("weights need a path (a local or manually downloaded file), or a url with "
+                             "its published sha256")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("weights: give both mean and std, or neither")
+        return self
+
+
+class InitFrom(StrictModel):
+    """A training checkpoint (student, teacher, heads, centre) pretraining continues from."""
+
+    format: str
+    path: str
+
+    _format = field_validator("format")(_known_format)
 
 
 class VariantConfig(StrictModel):
@@ -108,6 +195,8 @@ class VariantConfig(StrictModel):
     crops: CropSettings = Field(default_factory=CropSettings)
     head: HeadSettings = Field(default_factory=HeadSettings)
     optim: OptimSettings = Field(default_factory=OptimSettings)
+    # Pretraining budget: optim.epochs by default, or steps, or wall-clock minutes; a data fraction.
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     loss: DinoLossSettings = Field(default_factory=DinoLossSettings)
     drop_path: float = Field(0.1, ge=0, lt=1)
     multimodal: MultimodalSettings = Field(default_factory=MultimodalSettings)
@@ -124,9 +213,22 @@ class VariantConfig(StrictModel):
     checkpoint_every_steps: int = Field(0, ge=0)
     seed: int = 0
     num_workers: int = Field(0, ge=0)
+    # Read the per-step metrics (loss terms, collapse signals) to the host every this many steps,
+    # all steps' rows at once (rsdino.train.step_metrics); 0: every step on CPU, every 25 on a GPU.
+    read_metrics_every: int = Field(0, ge=0)
+    # Where the photometric part of the views runs: "workers" (per sample, in the DataLoader
+    # workers) or "device" (workers draw and crop, the batch's colour/blur/solarisation runs on the
+    # training device: rsdino.views.device; the same bits as "workers" on CPU).
+    views_on: Literal["workers", "device"] = "workers"
     launcher: Literal["local", "submitit"] = "local"
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     published: PublishedKey | None = None
+    # Released weights imported instead of pretraining (the evaluations are the same).
+    weights: ReleasedWeights | None = None
+    # Start pretraining from an imported training checkpoint instead of a random initialisation.
+    init_from: InitFrom | None = None
+    # kNN probe during pretraining (None: off); it never changes the trained weights.
+    probe: ProbeSettings | None = None
     description: str = ""
 
     @field_validator("method")
@@ -149,6 +251,9 @@ class VariantConfig(StrictModel):
         if s1 is not None and s1 not in BACKBONES:
             raise ValueError(f"multimodal.s1_backbone: unknown backbone {s1!r}; "
                              f"known: {', '.join(BACKBONES)}")
+        if self.weights is not None and self.init_from is not None:
+            raise ValueError("weights (imported, not trained) and init_from (trained from a checkpoint) "
+                             "exclude each other")
         needs_tokens = self.method in ("dinov2", "dinov2_multimodal", "satdino")
         if needs_tokens and BACKBONES[self.backbone]["family"] != "vit":
             raise ValueError(f"method {self.method!r} needs a ViT backbone (patch tokens, masks, "

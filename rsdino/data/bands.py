@@ -22,12 +22,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rsdino.errors import UserError
+
 _SENTINEL2 = re.compile(r"^B0*(\d{1,2})(A?)$", re.IGNORECASE)
 #: Item keys holding images whose channels are bands (change detection has two dates).
 IMAGE_KEYS = ("image", "image2")
 
 
-class BandMismatchError(ValueError):
+class BandMismatchError(UserError, ValueError):
     """The evaluation data lacks bands the model was trained on."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import rasterio
 
 from rsdino.data.readers import read_band_files
+from rsdino.errors import UserError
 
 #: S2 band order of the stacked array (B8A after B08, as in the Sentinel-2 band numbering; no B10).
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -81,7 +82,7 @@ LABEL_43_TO_19: dict[str, int | None] = {name: None for name in LABELS_43} | {
 NOMENCLATURES = {43: LABELS_43, 19: LABELS_19}
 
 
-class BigEarthNetError(ValueError):
+class BigEarthNetError(UserError, ValueError):
     """A BigEarthNet patch folder is incomplete or its metadata is malformed."""
 
 

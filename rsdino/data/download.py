@@ -2,12 +2,17 @@
 
 An HTTP download goes to ``<dest_dir>/<filename>.part``; an interrupted download is resumed with a
 ``Range`` request, and only a file whose checksum verifies is renamed (atomically) to its final name.
-A file that fails verification is moved aside to ``<filename>.corrupt`` so it is never taken as good.
+
+Nothing is destroyed: an existing file that fails verification is kept as it is and reported
+(expected and actual digest, with the archive's name); it is fetched again only when asked
+(``refetch=True``, ``rsdino download --refetch``), and replaced only once the new copy verifies. A
+fetched copy that fails verification stays in ``<filename>.part``, never under the final name. When
+every attempt ends short of the announced ``Content-Length``, the bytes that arrived are verified
+before giving up (a server may announce a wrong length).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -18,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 from tqdm import tqdm
 
-from rsdino.io import atomic_path
+from rsdino.errors import UserError
+from rsdino.io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +36,16 @@ _RETRYABLE = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A source could not be fetched (missing file, HTTP error, too many failed attempts)."""
+
+    hint = "check the URL in params.yaml and the connection, then run the download again"
 
 
 class ChecksumError(DownloadError):
     """A fetched file does not match its expected digest."""
+
+    hint = "fix the checksum in params.yaml, or fetch the file again with rsdino download --refetch"
 
 
 class _IncompleteDownload(Exception):
@@ -44,15 +54,6 @@ class _IncompleteDownload(Exception):
 
 class _ServerError(Exception):
     """The server answered with a 5xx status (retried)."""
-
-
-def file_digest(path: Path, algo: str = "sha256") -> str:
-    """Return the hex digest of the file at ``path`` with hash algorithm ``algo`` (``sha256``, ``md5``)."""
-    digest = hashlib.new(algo)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_checksum(path: Path, sha256: str | None = None, md5: str | None = None) -> None:
@@ -68,7 +69,7 @@ def verify_checksum(path: Path, sha256: str | None = None, md5: str | None = Non
     for algo, value in expected.items():
         actual = file_digest(path, algo)
         if actual.lower() != value.lower():
-            raise ChecksumError(f"{path}: {algo} mismatch: expected {value.lower()}, got {actual}")
+            raise ChecksumError(path, f"{algo} mismatch: expected {value.lower()}, got {actual}")
 
 
 def download(
@@ -83,6 +84,7 @@ def download(
     progress: bool = True,
     backoff: float = 1.0,
     timeout: float = 60.0,
+    refetch: bool = False,
 ) -> Path:
     """Fetch ``url`` into ``dest_dir`` and return the path of the verified file.
 
@@ -98,15 +100,21 @@ def download(
         progress: show a tqdm progress bar for HTTP downloads.
         backoff: seconds before the first retry; doubled before each further one.
         timeout: seconds to wait for the server to connect or send data.
+        refetch: fetch again although ``dest_dir / filename`` exists and does not verify (it is
+            replaced only by a copy that verifies), and start an HTTP download from byte zero.
 
     Returns:
         ``dest_dir / filename``. If it already exists and verifies, it is returned untouched.
 
     Raises:
         DownloadError: unknown scheme, missing source, HTTP error, or every attempt failed.
-        ChecksumError: the fetched file does not match; it is moved to ``<filename>.corrupt``.
+        ChecksumError: the existing file (without ``refetch``) or the fetched copy does not match;
+            nothing is deleted or renamed.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:
+        raise DownloadError(url, f"not a valid URL ({err})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("file", "http", "https"):
         raise DownloadError(f"{url}: unsupported scheme {parts.scheme!r} (use file://, http:// or https://)")
@@ -124,8 +132,9 @@ def download(
         try:
             verify_checksum(dest, sha256=sha256, md5=md5)
         except ChecksumError as err:
-            log.warning("existing file does not verify, fetching again: %s", err)
-            _move_aside(dest)
+            if not refetch:
+                raise ChecksumError(err.what, f"{err.problem}; the file is kept as it is") from None
+            log.warning("%s; fetching it again (it is replaced only by a copy that verifies)", err)
         else:
             log.info("%s already present and verified", dest)
             return dest
@@ -134,8 +143,11 @@ def download(
         _copy_local(_local_source(url, base_dir), dest, sha256=sha256, md5=md5)
     else:
         part = dest.with_name(dest.name + ".part")
-        _fetch_with_retries(url, part, retries=retries, backoff=backoff, timeout=timeout, progress=progress)
-        _verify_or_move_aside(part, dest, sha256=sha256, md5=md5)
+        if refetch:
+            part.unlink(missing_ok=True)
+        _fetch_with_retries(url, part, retries=retries, backoff=backoff, timeout=timeout, progress=progress,
+                            sha256=sha256, md5=md5)
+        _verify_fetched(part, dest, sha256=sha256, md5=md5)
         os.replace(part, dest)
     return dest
 
@@ -146,7 +158,7 @@ def _local_source(url: str, base_dir: Path | None) -> Path:
     if not source.is_absolute():
         source = Path(base_dir or Path.cwd()) / source
     if not source.is_file():
-        raise DownloadError(f"{url}: source file {source} does not exist")
+        raise DownloadError(source, f"source file does not exist (url {url})")
     return source
 
 
@@ -156,37 +168,48 @@ def _copy_local(source: Path, dest: Path, *, sha256: str | None, md5: str | None
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
         if sha256 or md5:
-            _verify_or_move_aside(tmp, dest, sha256=sha256, md5=md5)
+            try:
+                verify_checksum(tmp, sha256=sha256, md5=md5)
+            except ChecksumError as err:
+                raise ChecksumError(source, f"{err.problem}; nothing was copied to {dest}") from None
 
 
-def _verify_or_move_aside(candidate: Path, dest: Path, *, sha256: str | None, md5: str | None) -> None:
-    """Verify ``candidate`` (to become ``dest``); on a mismatch move it to ``<dest>.corrupt`` and raise."""
+def _verify_fetched(part: Path, dest: Path, *, sha256: str | None, md5: str | None) -> None:
+    """Verify the fetched ``part`` (to become ``dest``); on a mismatch keep it as it is and raise."""
     try:
-        verify_checksum(candidate, sha256=sha256, md5=md5)
+        verify_checksum(part, sha256=sha256, md5=md5)
     except ChecksumError as err:
-        corrupt = dest.with_name(dest.name + ".corrupt")
-        os.replace(candidate, corrupt)
-        raise ChecksumError(f"{err} (moved aside to {corrupt})") from None
-
-
-def _move_aside(path: Path) -> None:
-    """Rename ``path`` to ``<path>.corrupt``."""
-    os.replace(path, path.with_name(path.name + ".corrupt"))
+        kept = f"; the existing {dest.name} is kept as it is" if dest.exists() else ""
+        raise ChecksumError(dest.name, f"the downloaded copy ({part}) has a {err.problem}{kept}") from None
 
 
 def _fetch_with_retries(
-    url: str, part: Path, *, retries: int, backoff: float, timeout: float, progress: bool
+    url: str, part: Path, *, retries: int, backoff: float, timeout: float, progress: bool,
+    sha256: str | None = None, md5: str | None = None,
 ) -> None:
-    """Run ``_fetch_once`` until it succeeds, sleeping ``backoff * 2**attempt`` between attempts."""
+    """Run ``_fetch_once`` until it succeeds, sleeping ``backoff * 2**attempt`` between attempts.
+
+    When the last attempt still ends short, the bytes that arrived are verified before giving up.
+    """
     for attempt in range(retries + 1):
         try:
             _fetch_once(url, part, timeout=timeout, progress=progress)
             return
+        except requests.exceptions.InvalidURL as err:
+            raise DownloadError(url, f"not a valid URL ({err})") from err
         except (*_RETRYABLE, _IncompleteDownload, _ServerError) as err:
             if attempt == retries:
+                if isinstance(err, _IncompleteDownload) and (sha256 or md5) and _verifies(part, sha256, md5):
+                    log.warning("%s: %s, but what arrived verifies; keeping it", url, err)
+                    return
+                if part.is_file() and part.stat().st_size:
+                    kept = f"the partial file {part} is kept and the next run resumes it"
+                else:
+                    part.unlink(missing_ok=True)
+                    kept = "nothing was saved"
                 raise DownloadError(
-                    f"{url}: download failed after {retries + 1} attempt(s): {err}; "
-                    f"the partial file {part} is kept and will be resumed"
+                    part.name.removesuffix(".part"),
+                    f"download from {url} failed after {retries + 1} attempt(s): {_short(err)}; {kept}",
                 ) from err
             delay = backoff * 2**attempt
             log.warning("%s: attempt %d failed (%s); retrying in %.1f s", url, attempt + 1, err, delay)
@@ -203,7 +226,8 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
         if response.status_code >= 500:
             raise _ServerError(f"HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
+            raise DownloadError(part.name.removesuffix(".part"),
+                                f"{url} answered HTTP {response.status_code} {response.reason}")
         if offset and response.status_code == 206 and not _resumes_at(response, offset):
             part.unlink()
             raise _IncompleteDownload(f"server resumed at the wrong byte (wanted {offset}); restarting")
@@ -236,3 +260,23 @@ def _resumes_at(response: requests.Response, offset: int) -> bool:
     except (IndexError, ValueError):
         return False
     return start == offset
+
+
+def _verifies(path: Path, sha256: str | None, md5: str | None) -> bool:
+    """True if ``path`` exists and matches every digest given."""
+    if not path.is_file():
+        return False
+    try:
+        verify_checksum(path, sha256=sha256, md5=md5)
+    except ChecksumError:
+        return False
+    return True
+
+
+def _short(error: BaseException) -> str:
+    """The gist of a requests/urllib3 error (their messages nest the whole connection pool's state)."""
+    text = str(error)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsdino.errors import UserError
 from rsdino.io import atomic_path, write_json, write_text
 
 SPLITS = ("train", "val")
@@ -52,7 +53,7 @@ COLUMNS = ("id", "image_path", "split", "category_name", "category_idx", "gsd", 
 JSON_RE = re.compile(r"^(?P<location>.+_\d+)_(?P<t>\d+)_rgb\.json$")
 
 
-class FmowMetadataError(ValueError):
+class FmowMetadataError(UserError, ValueError):
     """A metadata JSON file is malformed or lacks a field the CSV needs."""
 
 

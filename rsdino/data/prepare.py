@@ -16,13 +16,16 @@ from tqdm import tqdm
 from rsdino.data.readers import read_band_count
 from rsdino.data.splits import NAMED_SPLITS_DIR, list_scene_folder, stratified_split, write_split_file
 from rsdino.data.stats import compute_band_stats
+from rsdino.errors import UserError
 from rsdino.io import atomic_directory, write_json
 
 log = logging.getLogger(__name__)
 
 
-class BandCountError(ValueError):
+class BandCountError(UserError, ValueError):
     """An image does not have the number of bands the dataset declares."""
+
+    hint = "make datasets.<name>.bands in params.yaml list the files' bands"
 
 
 def prepare_scene_dataset(

@@ -12,13 +12,28 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
+from rsdino.errors import UserError
+
+
+class PreparedDataError(UserError, ValueError):
+    """A prepared dataset folder lacks a split or holds an unreadable file."""
+
+    hint = "run `rsdino prepare` for the dataset again"
+
 
 def read_prepared_json(prepared_dir: Path, name: str) -> Any:
-    """Read ``prepared_dir/name``; a missing file is a ``FileNotFoundError`` saying to prepare again."""
+    """Read ``prepared_dir/name``; a missing file is a ``FileNotFoundError`` saying to prepare again.
+
+    Raises:
+        PreparedDataError: the file is not valid JSON (naming it).
+    """
     path = Path(prepared_dir) / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; run `rsdino prepare` again")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PreparedDataError(path, f"not a readable JSON file ({error})") from None
 
 
 def check_prepared_dir(prepared_dir: Path) -> Path:
@@ -92,10 +107,10 @@ class PreparedDataset(Dataset):
         self._stats: dict[str, Any] | None = None
 
     def check_split(self, split: str, valid: list[str]) -> str:
-        """``split``, or a ``ValueError`` naming the folder and the ``valid`` splits."""
+        """``split``, or a ``PreparedDataError`` (a ValueError) naming the folder and the valid splits."""
         if split not in valid:
-            raise ValueError(f"unknown split {split!r} for {self.prepared_dir}; "
-                             f"valid splits: {sorted(valid)}")
+            raise PreparedDataError(self.prepared_dir,
+                                    f"unknown split {split!r}; valid splits: {sorted(valid)}")
         return split
 
     @property

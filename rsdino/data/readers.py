@@ -19,12 +19,16 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+from rsdino.errors import UserError
+
 RASTER_EXTENSIONS = (".tif", ".tiff")
 PIL_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-class ImageReadError(OSError):
+class ImageReadError(UserError, OSError):
     """An image file is missing, corrupt, unreadable or of an unsupported kind."""
+
+    hint = "download the dataset again (delete its folder under data/raw first)"
 
 
 def read_image(path: Path) -> np.ndarray:

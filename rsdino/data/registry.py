@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from rsdino.config.datasets import DatasetConfig
 from rsdino.data.catalog import require_data
 from rsdino.data.change import ChangePairDataset, prepare_change_dataset
+from rsdino.data.chips import CHIPS_DIR, build_chip_store
 from rsdino.data.filelist import ImageListDataset, prepare_image_list
 from rsdino.data.fmow_dataset import FmowDataset, prepare_fmow_dataset
 from rsdino.data.multilabel import MultiLabelPatchDataset, prepare_multilabel_dataset
@@ -118,7 +119,11 @@ def prepare_dataset(dataset_cfg: DatasetConfig, name: str, raw_dir: Path, out_di
     """
     handler = _handler(dataset_cfg)
     require_data(name, dataset_cfg, Path(raw_dir))
-    return handler.prepare(dataset_cfg, name, Path(raw_dir), Path(out_dir), progress)
+    summary = handler.prepare(dataset_cfg, name, Path(raw_dir), Path(out_dir), progress)
+    if dataset_cfg.store == "chips":  # the pretraining split, decoded once (rsdino.data.chips)
+        train = handler.dataset(Path(raw_dir), Path(out_dir), "train")
+        summary["chips"] = build_chip_store(train, Path(out_dir) / CHIPS_DIR, name=name, progress=progress)
+    return summary
 
 
 def open_dataset(dataset_cfg: DatasetConfig, raw_dir: Path, prepared_dir: Path, split: str,

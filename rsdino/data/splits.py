@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsdino.errors import UserError
 from rsdino.io import write_text
 
 Item = tuple[str, int]
@@ -30,8 +31,10 @@ def part_of(split: str, part: str) -> str:
     return part if split == DEFAULT_SPLIT else f"{split}/{part}"
 
 
-class SplitFileError(ValueError):
+class SplitFileError(UserError, ValueError):
     """A split file has a line that is not ``relative_path,label``."""
+
+    hint = "run `rsdino prepare` for the dataset again"
 
 
 def list_scene_folder(class_root: Path, extensions: tuple[str, ...],

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from rsdino.io import write_json
+from rsdino.io import file_digest, write_json
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ CACHE_FORMAT = 1
 #: Files modified this recently are hashed but not cached: a write in the same clock tick could
 #: leave size and mtime unchanged ("racy" entries, as git calls them).
 RACY_SECONDS = 2.0
-_CHUNK = 1 << 20
 #: Names that neither DVC nor the digest count, anywhere in a dataset folder: the patterns of the
 #: project's ``.dvcignore`` (Snakemake's ``.snakemake_timestamp`` in directory outputs among them).
 IGNORED = (".snakemake_timestamp", "__pycache__", "*.pyc", "*.egg-info")
@@ -124,14 +123,6 @@ def _load_cache(path: Path) -> dict[str, list[Any]]:
     return data["files"]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def content_digest(raw_dir: Path, *, cache: bool = True) -> tuple[str, int, int]:
     """``(content_sha256, nfiles, bytes)`` of ``raw_dir`` (formula in the module docstring).
 
@@ -152,7 +143,7 @@ def content_digest(raw_dir: Path, *, cache: bool = True) -> tuple[str, int, int]
         if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
             sha = entry[2]
         else:
-            sha = _sha256_file(raw_dir / rel)
+            sha = file_digest(raw_dir / rel)
         if stat.st_mtime_ns < racy_after:
             fresh[rel] = [stat.st_size, stat.st_mtime_ns, sha]
         total.update(f"{rel}\0{stat.st_size}\0{sha}\n".encode("utf-8", "surrogateescape"))

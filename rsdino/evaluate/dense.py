@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from rsdino.evaluate.metrics import change_detection_scores, mean_iou, multilabel_average_precision
 from rsdino.evaluate.tokens import is_vit, last_blocks, patch_tokens
+from rsdino.progress import track
 
 
 def _token_map(tokens: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -184,7 +184,7 @@ def _fit(model: nn.Module, loader: DataLoader, loss_fn: Any, forward: Any, *, ep
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     model.to(device)
     last = float("nan")
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+    for _ in track(range(epochs), desc=f"{desc} epochs", enabled=progress, steps_per_epoch=1):
         model.train()
         losses = []
         for batch in loader:

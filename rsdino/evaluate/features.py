@@ -9,8 +9,8 @@ pooled feature map for a CNN.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+
+from rsdino.progress import track
+
+log = logging.getLogger(__name__)
 
 FeaturesFn = Callable[[nn.Module, Tensor], Tensor]
 
@@ -71,7 +74,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, mean: Sequence[float
         batch_size: images per forward pass.
         image_size: if given, every image is resized to ``image_size x image_size`` after normalising.
         device: where the forward passes run; the results are returned on the CPU.
-        progress: show a tqdm progress bar.
+        progress: show progress (``rsdino.progress``: a bar on a terminal, else log lines).
         features_fn: ``(model, x (B, C, H, W)) -> (B, D)``; defaults to
             ``rsdino.models.backbones.backbone_features``.
         num_workers: DataLoader worker processes.
@@ -84,7 +87,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, mean: Sequence[float
                         collate_fn=_Collate(mean, std, image_size))
     model.eval().to(device)
     features, labels = [], []
-    for images, batch_labels in tqdm(loader, desc="features", disable=not progress, leave=False):
+    for images, batch_labels in track(loader, desc="features", enabled=progress):
         out = features_fn(model, images.to(device))
         if out.ndim != 2 or out.shape[0] != images.shape[0]:
             raise ValueError(f"features_fn must return (B, D), got shape {tuple(out.shape)}")
@@ -98,38 +101,22 @@ def extract_features(model: nn.Module, dataset: Dataset, *, mean: Sequence[float
 # ------------------------------------------------------------- several variants, cached on disk
 
 
-def cache_key(*, checkpoint: Path | str, dataset: str, split: str, resolution: int | None,
-              variants: Sequence[str], teacher: bool = True) -> str:
-    """A short digest naming one feature cache: (checkpoint contents, dataset, split, resolution).
-
-    The checkpoint is identified by the SHA-256 of its weights file (``model.safetensors`` inside a
-    model folder), so a retrained model never reuses stale features.
-    """
-    checkpoint = Path(checkpoint)
-    weights = checkpoint / "model.safetensors" if checkpoint.is_dir() else checkpoint
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    payload = json.dumps({"weights": digest.hexdigest(), "dataset": dataset, "split": split,
-                          "resolution": resolution, "variants": sorted(variants),
-                          "teacher": teacher}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
 @torch.no_grad()
 def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[str], *,
                          mean: Sequence[float], std: Sequence[float], batch_size: int = 64,
                          image_size: int | None = None, device: str | torch.device = "cpu",
                          progress: bool = True, cache_dir: Path | None = None,
-                         chunk_batches: int = 20) -> tuple[dict[str, Tensor], Tensor]:
+                         chunk_batches: int = 20,
+                         record: dict[str, Any] | None = None) -> tuple[dict[str, Tensor], Tensor]:
     """Several feature variants of every item (``rsdino.evaluate.tokens``), optionally cached.
 
     With ``cache_dir`` the features are written there in chunks of ``chunk_batches`` batches
     (``chunk_<i>.pt``, each atomically) and a finished ``features.pt``; an interrupted extraction
     resumes at the first missing chunk and a finished one is read back without running the model.
-    The caller names the folder (see ``cache_key``) so that it is unique per (checkpoint, dataset,
-    split, resolution).
+    The caller names the folder by the digest of ``record`` (``rsdino.evaluate.feature_cache``:
+    weights, split files, statistics, transform). Every file of the folder carries ``record`` (and
+    ``built_from.json`` shows it); a file whose record, variants or length differ from this call's
+    is discarded and recomputed, never reused.
 
     Args:
         model: the backbone (the exported teacher weights of a variant).
@@ -140,30 +127,50 @@ def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[
         batch_size: images per forward pass.
         image_size: resize every image to this square size (None: keep).
         device: where the model runs.
-        progress: show a tqdm bar.
+        progress: show progress (``rsdino.progress``: a bar on a terminal, else log lines).
         cache_dir: folder of this cache, or None for no caching.
         chunk_batches: batches per chunk file.
+        record: what the features are built from (``feature_cache.build_record``); checked on read.
 
     Returns:
         ``({variant: (N, D_v) float32}, labels (N,) int64)`` on the CPU.
     """
+    from rsdino.evaluate.feature_cache import RECORD_FILE, canonical
     from rsdino.evaluate.tokens import check_variants, token_features
-    from rsdino.io import atomic_path
+    from rsdino.io import atomic_path, write_text
 
     variants = check_variants(variants)
+    expected = canonical(record or {})
     final = Path(cache_dir) / "features.pt" if cache_dir is not None else None
+
+    def valid(stored: dict[str, Any], path: Path, n_items: int | None) -> bool:
+        if (stored.get("built_from") == expected and sorted(stored["features"]) == sorted(variants)
+                and (n_items is None or len(stored["labels"]) == n_items)):
+            return True
+        log.warning("%s: built from other inputs (weights, split, statistics or transform); recomputing",
+                    path)
+        return False
+
     if final is not None and final.is_file():
         stored = torch.load(final, map_location="cpu", weights_only=True)
-        if sorted(stored["features"]) != sorted(variants) or len(stored["labels"]) != len(dataset):
-            raise ValueError(f"{final}: cached for other variants or another dataset size; delete it")
-        return stored["features"], stored["labels"]
+        if valid(stored, final, len(dataset)):
+            return stored["features"], stored["labels"]
+        final.unlink()
     model.eval().to(device)
     chunks: list[dict[str, Any]] = []
     chunk_index = 0
     while cache_dir is not None and (Path(cache_dir) / f"chunk_{chunk_index:05d}.pt").is_file():
-        chunks.append(torch.load(Path(cache_dir) / f"chunk_{chunk_index:05d}.pt", map_location="cpu",
-                                 weights_only=True))
+        path = Path(cache_dir) / f"chunk_{chunk_index:05d}.pt"
+        chunk = torch.load(path, map_location="cpu", weights_only=True)
+        if not valid(chunk, path, None):
+            for stale in Path(cache_dir).glob("chunk_*.pt"):
+                stale.unlink(missing_ok=True)
+            chunks, chunk_index = [], 0
+            break
+        chunks.append(chunk)
         chunk_index += 1
+    if cache_dir is not None:
+        write_text(Path(cache_dir) / RECORD_FILE, json.dumps(record or {}, indent=2, sort_keys=True) + "\n")
     start = min(chunk_index * chunk_batches * batch_size, len(dataset))  # resume after the chunks
     rest = torch.utils.data.Subset(dataset, range(start, len(dataset)))
     loader = DataLoader(rest, batch_size=batch_size, shuffle=False,
@@ -171,14 +178,14 @@ def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[
     current: dict[str, list[Tensor]] = {v: [] for v in variants}
     labels: list[Tensor] = []
     n_batches = len(loader)
-    for batch_index, (images, batch_labels) in enumerate(tqdm(loader, desc="features",
-                                                              disable=not progress, leave=False)):
+    for batch_index, (images, batch_labels) in enumerate(track(loader, desc="features", enabled=progress)):
         out = token_features(model, images.to(device), variants)
         for v in variants:
             current[v].append(out[v].float().cpu())
         labels.append(batch_labels)
         if (batch_index + 1) % chunk_batches == 0 or batch_index + 1 == n_batches:
-            chunk = {"features": {v: torch.cat(current[v]) for v in variants}, "labels": torch.cat(labels)}
+            chunk = {"features": {v: torch.cat(current[v]) for v in variants}, "labels": torch.cat(labels),
+                     "built_from": expected}
             if cache_dir is not None:
                 with atomic_path(Path(cache_dir) / f"chunk_{chunk_index:05d}.pt", suffix=".pt") as tmp:
                     torch.save(chunk, tmp)
@@ -191,7 +198,7 @@ def extract_feature_sets(model: nn.Module, dataset: Dataset, variants: Sequence[
     all_labels = torch.cat([c["labels"] for c in chunks])
     if final is not None:
         with atomic_path(final, suffix=".pt") as tmp:
-            torch.save({"features": features, "labels": all_labels}, tmp)
+            torch.save({"features": features, "labels": all_labels, "built_from": expected}, tmp)
         for i in range(chunk_index):
             (Path(cache_dir) / f"chunk_{i:05d}.pt").unlink(missing_ok=True)
     return features, all_labels

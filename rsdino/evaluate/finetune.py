@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from rsdino.evaluate.features import _Collate
 from rsdino.evaluate.metrics import top_k_accuracy
+from rsdino.progress import track
 
 
 class Classifier(nn.Module):
@@ -145,7 +145,8 @@ def finetune_classifier(backbone: nn.Module, train: Dataset, test: Dataset, *, n
         crop_scale: smallest crop area fraction.
         seed: seeds the head, the shuffling and the augmentation.
         device: where training runs.
-        progress: show a tqdm bar over the epochs.
+        progress: show progress over the epochs (``rsdino.progress``: a bar on a terminal, else a
+            log line per epoch).
 
     Returns:
         ``{"top1", "top5" (>= 5 classes), "train_loss"}`` (accuracies in percent; the mean training
@@ -165,7 +166,7 @@ def finetune_classifier(backbone: nn.Module, train: Dataset, test: Dataset, *, n
     warmup = warmup_epochs * len(train_loader)
     step = 0
     last_loss = float("nan")
-    for _ in tqdm(range(epochs), desc="fine-tune", disable=not progress, leave=False):
+    for _ in track(range(epochs), desc="fine-tune epochs", enabled=progress, steps_per_epoch=1):
         model.train()
         losses = []
         for images, labels in train_loader:

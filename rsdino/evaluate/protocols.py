@@ -3,8 +3,8 @@
 Each ``run_*`` function evaluates the backbone of one model folder on a scene dataset (train/test
 splits, items ``{"image", "label"}``) with the settings of one ``evaluations.<name>`` entry and
 returns ``{"metrics": {...}, "baselines": {"random_init": {...}}}`` (accuracies in percent),
-logging to the tracker. Features come from ``extract_feature_sets`` (cached per checkpoint, dataset,
-split and resolution when a ``cache_dir`` is given).
+logging to the tracker. Features come from ``extract_feature_sets`` (cached, when a ``cache_dir`` is
+given, under a key of the weights, split files, statistics and transform: ``feature_cache``).
 
 * ``knn_faiss``: DINOv2-RS majority-vote kNN (``rsdino.evaluate.knn.majority_knn_faiss``).
 * ``knn_multiscale``: SatDINO multi-scale weighted kNN (``multiscale_sizes``).
@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rsdino.evaluate.features import cache_key, extract_feature_sets, with_dataset_statistics
+from rsdino.evaluate.feature_cache import build_record, cache_key
+from rsdino.evaluate.features import extract_feature_sets, with_dataset_statistics
 from rsdino.evaluate.knn import _load_backbone, _n_classes, _random_backbone, majority_knn_faiss, weighted_knn
 from rsdino.evaluate.linear import dino_linear_probe, dinov2_linear_grid
 from rsdino.tracking import Tracker
@@ -38,11 +39,11 @@ class FeatureSource:
     Args:
         model_dir: the exported backbone (``model.safetensors`` + ``model.json``).
         datasets: ``{split: dataset}``.
-        dataset_name: the dataset's name in params.yaml (part of the cache key).
+        dataset_name: the dataset's name in params.yaml (in the cache folder's name).
         batch_size: images per forward pass.
         image_size: default square size (None: the model's ``img_size``).
         device: where the model runs.
-        progress: tqdm bars.
+        progress: progress bars on a terminal, log lines in a log file (``rsdino.progress``).
         cache_dir: root of the feature cache, or None.
     """
 
@@ -70,14 +71,16 @@ class FeatureSource:
                  image_size: int | None = None, cached: bool = True) -> tuple[dict[str, Tensor], Tensor]:
         """``({variant: (N, D)}, labels)`` of ``split`` for ``model`` at ``image_size``."""
         size = image_size or self.image_size
-        cache = None
+        cache, record = None, None
         if cached and self.cache_dir is not None and model is self.model:
-            key = cache_key(checkpoint=self.model_dir, dataset=self.dataset_name, split=split,
-                            resolution=size, variants=variants)
-            cache = Path(self.cache_dir) / f"{self.dataset_name}_{split}_{size}_{key}"
+            record = build_record(checkpoint=self.model_dir, dataset=self.datasets[split],
+                                  dataset_name=self.dataset_name, split=split, resolution=size,
+                                  mean=self.meta["mean"], std=self.meta["std"], variants=variants)
+            cache = Path(self.cache_dir) / f"{self.dataset_name}_{split}_{size}_{cache_key(record)}"
         return extract_feature_sets(model, self.datasets[split], variants, mean=self.meta["mean"],
                                     std=self.meta["std"], batch_size=self.batch_size, image_size=size,
-                                    device=self.device, progress=self.progress, cache_dir=cache)
+                                    device=self.device, progress=self.progress, cache_dir=cache,
+                                    record=record)
 
     def n_classes(self, *labels: Tensor) -> int:
         """Number of classes of the dataset (its ``classes``, else the largest label + 1)."""

@@ -144,8 +144,13 @@ def evaluation_bands(params: Any, evaluation: str, variant: str,
     import json
 
     from rsdino.data.bands import BandMismatchError, match_bands
+    from rsdino.errors import CheckpointError
 
-    trained = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8")).get("bands")
+    meta_path = Path(model_dir) / "model.json"
+    try:
+        trained = json.loads(meta_path.read_text(encoding="utf-8")).get("bands")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise CheckpointError(meta_path, f"not a valid model description ({error})") from None
     if not trained:
         return None
     pretrain = params.datasets.get(params.variants[variant].pretrain_data)
@@ -164,7 +169,8 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     """Evaluate ``variant_name`` with evaluation ``name`` and write the metrics file ``out``.
 
     The metrics file (format in docs/architecture.md) is the source of truth for the tables; its
-    resolved settings are written beside it as ``<out>.params.yaml``. ``model_dir`` is the variant's
+    resolved settings (the variant, the evaluation, the pretraining and the evaluation datasets) are
+    written beside it as ``<out>.params.yaml``, after it. ``model_dir`` is the variant's
     model folder; an evaluation with ``backbone: student`` reads the student backbone in its
     ``student/`` sub-folder (``rsdino.models.backbones.backbone_folder``).
     """
@@ -198,9 +204,10 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
         "git_commit": git_commit(),
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    # The settings sidecar only after the metrics it describes (a failure above leaves the old pair).
+    write_json(out, record)
     resolved = write_resolved(params.resolved_for(variant=variant_name, evaluation=name),
                               out.with_name(out.stem + ".params.yaml"))
-    write_json(out, record)
     tracker.log_artifact(out)
     tracker.log_artifact(resolved)
     return record

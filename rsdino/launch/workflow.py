@@ -41,13 +41,14 @@ def launch_flags(variant: VariantConfig, override: str | None, resources: Any) -
     """The launcher flags of ``rsdino pretrain`` for one variant.
 
     Args:
-        variant: the variant's settings (its ``resources`` choose the device).
+        variant: the variant's settings (its ``resources.gpus_per_node``: ``auto`` device, else ``cpu``).
         override: ``--config launcher=...``, or ``None``.
         resources: the rule's Snakemake resources; ``slurm_partition``, ``slurm_account``,
             ``slurm_qos`` and ``slurm_extra`` (the executor plugin's names) go to the submitit job.
     """
     launcher = pretrain_launcher(variant, override)
-    flags = ["--device", "cuda" if variant.resources.gpus_per_node else "cpu", "--launcher", launcher]
+    # GPUs asked for: CUDA where the job lands on one, else its CPU (rsdino.devices); none asked: CPU.
+    flags = ["--device", "auto" if variant.resources.gpus_per_node else "cpu", "--launcher", launcher]
     if launcher == "submitit":
         for key in ("partition", "account", "qos"):
             value = resources.get(f"slurm_{key}")

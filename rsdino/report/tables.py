@@ -1,8 +1,11 @@
 """Results tables from the metrics JSON files, our number beside the seeds' published one.
 
-For each table of the selected scale: rows are variants (plus a "random init" row per variant
-from the metrics' ``baselines.random_init``), columns are the table's columns (an evaluation and a
-metric each, ``TableConfig.resolved_columns``), a cell is our value of the column's metric. Columns
+For each table of the selected scale: rows are variants, columns are the table's columns (an
+evaluation and a metric each, ``TableConfig.resolved_columns``), a cell is our value of the column's
+metric beside the random-init baseline of the metrics' ``baselines.random_init``. The Markdown is laid
+out to be read (``rsdino.report.readable``): one section per protocol and metric, as in the seeds'
+papers, and one line per (model, dataset) with ours, published, random init and ours minus random
+init side by side, marked where pretraining does not beat random init. Columns
 of ``reference`` evaluations (another scale's) show the published number beside "not run". Every
 model of the table's published tables that no variant of ours stands for (the seeds' comparison
 rows, e.g. SatMAE in the SatDINO table) gets a published-only row: its published numbers beside
@@ -29,6 +32,7 @@ from rsdino import io as rio
 from rsdino.config import Params
 from rsdino.config.tables import TableColumn
 from rsdino.config.variants import PublishedKey
+from rsdino.errors import UserError
 from rsdino.report.coverage import COVERAGE_FILE, coverage
 from rsdino.report.provenance import PROVENANCE_COLUMNS, cell_provenance
 from rsdino.report.published import (
@@ -38,19 +42,21 @@ from rsdino.report.published import (
     load_seed_tables,
     lookup_entry,
 )
+from rsdino.report.readable import NOT_ABOVE_RANDOM, beats_random_init, cite, margin, protocol_name, sections
 
 CSV_COLUMNS = ("table", "variant", "method", "backbone", "dataset", "metric", "ours", "random_init",
                "published", "published_source", "mlflow_run_id", "evaluation", "published_only",
-               *PROVENANCE_COLUMNS)
+               *PROVENANCE_COLUMNS, "protocol", "beats_random_init")
 NOT_RUN = "not run"
 NOT_AT_SCALE = "not run at this scale"
 NOT_EVALUATED = "n/a"
 NOT_TRAINED = "not trained here"
 PUBLISHED_ONLY = "(published only)"
 DASH = "—"
+RELEASED = "released weights"
 
 
-class MetricsFileError(ValueError):
+class MetricsFileError(UserError, ValueError):
     """A metrics JSON file that cannot be read or does not follow the contract."""
 
 
@@ -218,9 +224,14 @@ def published_only_rows(params: Params, table_name: str, variants: list[str]) ->
 
 
 def table_rows(params: Params, table_name: str, metrics: dict[tuple[str, str], dict[str, Any]]) -> list[Row]:
-    """The rows of a table: the variants of ours (``table_cells``), then the published-only rows."""
+    """The rows of a table: the variants of ours (``table_cells``), then the published-only rows.
+
+    A variant that imports released weights (``weights:``) is labelled ``<variant> (released weights)``:
+    the authors' weights evaluated here, beside the published number and our pretraining.
+    """
     variants, cells = table_cells(params, table_name, metrics)
-    ours = [Row(v, params.variants[v].method, params.variants[v].backbone, row, variant=v)
+    ours = [Row(f"{v} ({RELEASED})" if params.variants[v].weights else v, params.variants[v].method,
+                params.variants[v].backbone, row, variant=v)
             for v, row in zip(variants, cells, strict=True)]
     return ours + published_only_rows(params, table_name, variants)
 
@@ -229,36 +240,36 @@ def _fmt(value: float | None) -> str:
     return DASH if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def _md_cell(cell: Cell, random_init: bool) -> str:
-    published = cell.published.value if cell.published else None
+def _ours_text(cell: Cell) -> str:
     if cell.status == NOT_TRAINED:
-        return DASH if published is None else f"{NOT_TRAINED} / {_fmt(published)}"
-    if cell.status in (NOT_RUN, NOT_AT_SCALE) and published is not None and not random_init:
-        return f"{cell.status} / {_fmt(published)}"
-    if cell.status != "ok":
-        return cell.status
-    if random_init:
-        return _fmt(cell.random_init)
-    return f"{_fmt(cell.ours)} / {_fmt(published)}"
+        return NOT_TRAINED
+    return _fmt(cell.ours) if cell.status == "ok" else cell.status
 
 
 def _markdown(params: Params, table_name: str, rows: list[Row]) -> str:
+    """The table as Markdown sections, one per (protocol, metric, published table), narrow rows."""
     table = params.tables[table_name]
     columns = table_columns(params, table_name)
-    datasets = [params.evaluations[c.evaluation].dataset for c in columns]
-    metrics = {c.metric for c in columns}
-    headers = [c.label or (d if datasets.count(d) == 1 else f"{d} ({c.evaluation}"
-                           + (f", {c.metric})" if len(metrics) > 1 else ")"))
-               for d, c in zip(datasets, columns, strict=True)]
-    lines = [f"# {table.title}", "", "| variant | method | backbone | " + " | ".join(headers) + " |",
-             "| --- | --- | --- | " + " | ".join("---:" for _ in headers) + " |"]
-    for row in rows:
-        lines.append(f"| {row.label} | {row.method} | {row.backbone} | "
-                     + " | ".join(_md_cell(c, False) for c in row.cells) + " |")
-        if any(c.random_init is not None for c in row.cells):
-            lines.append(f"| {row.label} (random init) | {row.method} | {row.backbone} | "
-                         + " | ".join(_md_cell(c, True) for c in row.cells) + " |")
-    lines += ["", *_caption(params, table_name, rows)]
+    keys = [(params.evaluations[c.evaluation].protocol, c.metric or "", c.published_table) for c in columns]
+    lines = [f"# {table.title}", ""]
+    for (protocol, metric, published_table), index in sections(keys).items():
+        heading = f"## {protocol_name(protocol)}: `{metric}`"
+        lines += [heading + (f" (published table `{published_table}`)" if published_table else ""), "",
+                  "| model | dataset | ours | published | random init | ours − random init |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        datasets = [params.evaluations[columns[i].evaluation].dataset for i in index]
+        for row in rows:
+            for i, dataset in zip(index, datasets, strict=True):
+                cell = row.cells[i]
+                if cell.status == NOT_EVALUATED or (row.published_only and cell.published is None):
+                    continue
+                where = columns[i].label or (dataset if datasets.count(dataset) == 1
+                                             else f"{dataset} ({cell.evaluation})")
+                published = _fmt(cell.published.value) if cell.published else DASH
+                lines.append(f"| {row.label} | {where} | {_ours_text(cell)} | {published} | "
+                             f"{_fmt(cell.random_init)} | {margin(cell.ours, cell.random_init) or DASH} |")
+        lines.append("")
+    lines += _caption(params, table_name, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -268,30 +279,31 @@ def _caption(params: Params, table_name: str, rows: list[Row]) -> list[str]:
     text = [table.caption.strip()] if table.caption.strip() else []
     metrics = sorted({c.metric for c in cells if c.metric})
     shown = "`, `".join(metrics) or table.metric
-    text.append(f"Metric: `{shown}` (percent). Each cell: ours / published ({DASH}: no published "
-                f"number); the \"random init\" rows are the same evaluation of a randomly initialised "
-                f"backbone of the same architecture; `{NOT_RUN}`: no metrics file; `{NOT_AT_SCALE}`: "
-                f"an evaluation of another scale (e.g. the full one), shown for its published number; "
-                f"`{NOT_EVALUATED}`: "
-                "the variant is not part of that evaluation.")
+    text.append(f"Metric: `{shown}` (percent). One line per model and dataset: our value, the published "
+                f"one ({DASH}: none), the same evaluation of a randomly initialised backbone of the same "
+                f"architecture, and ours minus random init; **{NOT_ABOVE_RANDOM}** marks a line where "
+                f"pretraining does not beat random init. `{NOT_RUN}`: no metrics file; "
+                f"`{NOT_AT_SCALE}`: an evaluation of another scale (e.g. the full one), shown for its "
+                f"published number.")
     if any(row.published_only for row in rows):
         text.append(f"Rows marked \"{PUBLISHED_ONLY}\" are models of the seeds' table that rsdino does not "
-                    f"train (comparison rows): `{NOT_TRAINED}` / published.")
+                    f"train (comparison rows): published numbers only.")
     used = sorted({(c.published.source, c.published.protocol) for c in cells if c.published})
     if used:
-        sources = "; ".join(f"seed `{source}` (protocol `{protocol}`)" for source, protocol in used)
+        sources = "; ".join(f"{cite(source)}, protocol `{protocol}`" for source, protocol in used)
         published = sorted({c.published_table for c in table_columns(params, table_name)
                             if c.published_table})
         text.append(f"Published numbers: table(s) `{'`, `'.join(published)}` of {sources}, as transcribed "
                     f"in `rsdino/report/data/{SEED_TABLES.name}`.")
     elif any(c.published_table for c in table_columns(params, table_name)):
         text.append("Published numbers: none of the rows has a published value in the seeds' tables.")
+    models = [f"- {row.label}: {row.method}, {row.backbone}" for row in rows if not row.published_only]
     runs = list(dict.fromkeys(f"- {c.variant} on {c.dataset} ({c.evaluation}): `{c.run_id or 'unknown'}`"
                               for c in cells if c.status == "ok"))
-    return [" ".join(text), "", "MLflow runs:", *(runs or ["- none"])]
+    return [" ".join(text), "", "Models:", *(models or ["- none"]), "", "MLflow runs:", *(runs or ["- none"])]
 
 
-def _csv(table_name: str, rows: list[Row]) -> str:
+def _csv(table_name: str, rows: list[Row], protocols: dict[str, str] | None = None) -> str:
     """The cells in long format; a published-only row contributes its cells with a published number."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -308,7 +320,10 @@ def _csv(table_name: str, rows: list[Row]) -> str:
                              "published_source": cell.published.source if cell.published else "",
                              "mlflow_run_id": cell.run_id or "", "evaluation": cell.evaluation,
                              "published_only": str(row.published_only).lower(),
-                             **{k: cell.provenance.get(k, "") for k in PROVENANCE_COLUMNS}})
+                             **{k: cell.provenance.get(k, "") for k in PROVENANCE_COLUMNS},
+                             "protocol": (protocols or {}).get(cell.evaluation, ""),
+                             "beats_random_init": {None: "", True: "true", False: "false"}[
+                                 beats_random_init(cell.ours, cell.random_init)]})
     return buffer.getvalue()
 
 
@@ -331,7 +346,8 @@ def build_tables(metrics_files: list[Path], params: Params, out_dir: Path) -> li
     for name in params.selected.tables:
         tables[name] = rows = table_rows(params, name, metrics)
         written.append(rio.write_text(Path(out_dir) / f"{name}.md", _markdown(params, name, rows)))
-        written.append(rio.write_text(Path(out_dir) / f"{name}.csv", _csv(name, rows)))
+        protocols = {e: params.evaluations[e].protocol for e in {c.evaluation for r in rows for c in r.cells}}
+        written.append(rio.write_text(Path(out_dir) / f"{name}.csv", _csv(name, rows, protocols)))
     written.append(rio.write_json(Path(out_dir) / COVERAGE_FILE, coverage(params, tables)))
     return written
 

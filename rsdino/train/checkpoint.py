@@ -13,15 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsdino.io import atomic_path
+from rsdino.errors import CheckpointError
+from rsdino.stable_files import save_torch
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (tensors, dicts, lists, numbers, strings) to ``path`` atomically."""
-    path = Path(path)
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-    return path
+    """Write ``state`` (tensors, dicts, lists, numbers, strings) to ``path`` atomically, byte-stable."""
+    return save_torch(state, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -32,7 +30,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{path}: cannot read the checkpoint ({error})") from None
+        raise CheckpointError(path, f"cannot read the checkpoint ({error})") from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -81,3 +81,12 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(tensor)
     tensor /= dist.get_world_size()
     return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def mean_tensor_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The mean of ``values`` over ranks, one all-reduce on its device; ``values`` in one process."""
+    if not initialized() or dist.get_world_size() == 1:
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values.div_(dist.get_world_size())

@@ -52,6 +52,7 @@ class Branch(nn.Module):
         self.gsd_register = plan.gsd
         if plan.gsd:  # one extra register token carries the GSD prediction
             kwargs["reg_tokens"] = int(kwargs.get("reg_tokens", 0)) + 1
+        self.backbone_kwargs = kwargs  # the timm overrides of the backbone (model.json's timm_kwargs)
         size = variant.crops.global_size
         self.s1_bands = variant.multimodal.s1_bands if self.multimodal else 0
         if self.multimodal and in_chans <= self.s1_bands:

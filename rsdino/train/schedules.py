@@ -81,12 +81,22 @@ class Schedules:
     teacher_temp: np.ndarray
 
     @classmethod
-    def of(cls, variant: VariantConfig, steps: int) -> Schedules:
-        """The schedules of ``variant`` for ``steps`` steps per epoch."""
-        optim, loss, epochs = variant.optim, variant.loss, variant.optim.epochs
+    def of(cls, variant: VariantConfig, steps: int, total_steps: int | None = None) -> Schedules:
+        """The schedules of ``variant`` for ``steps`` steps per epoch over ``total_steps`` steps.
+
+        ``total_steps`` (default ``optim.epochs * steps``) is the budget's plan
+        (``rsdino.train.budget``): the cosines span ``T = total_steps`` steps with
+        ``warmup_epochs * steps`` warm-up steps, and the teacher temperature keeps its per-epoch
+        values over ``ceil(T / steps)`` epochs, cut at ``T``.
+        """
+        optim, loss = variant.optim, variant.loss
+        total = optim.epochs * steps if total_steps is None else total_steps
+        epochs = -(-total // steps)
         peak = scaled_lr(optim.lr, optim.batch_size, optim.lr_scaling)
-        return cls(lr=cosine_schedule(peak, optim.min_lr, epochs, steps, optim.warmup_epochs),
-                   wd=cosine_schedule(optim.weight_decay, optim.weight_decay_end, epochs, steps),
-                   momentum=cosine_schedule(optim.momentum_teacher, 1.0, epochs, steps),
+        warmup = optim.warmup_epochs * steps
+        # a schedule of T "epochs" of one step each: the cosines over exactly T steps
+        return cls(lr=cosine_schedule(peak, optim.min_lr, total, 1, warmup),
+                   wd=cosine_schedule(optim.weight_decay, optim.weight_decay_end, total, 1),
+                   momentum=cosine_schedule(optim.momentum_teacher, 1.0, total, 1),
                    teacher_temp=teacher_temp_schedule(loss.warmup_teacher_temp, loss.teacher_temp,
-                                                      loss.warmup_teacher_temp_epochs, epochs, steps))
+                                                      loss.warmup_teacher_temp_epochs, epochs, steps)[:total])

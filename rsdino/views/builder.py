@@ -20,9 +20,18 @@ blur and solarisation are then done in standardised units, which gives the same 
 may be uint8, uint16, int16 or float (uint8 stays uint8 until after the resize); all randomness
 comes from the global torch generator, drawn as one ``torch.rand`` block per sample (plus the
 per-band gains, the speckle and the mask blocks).
+
+Two stages: ``crop`` makes every random draw and the crops (a DataLoader worker's share);
+``finish`` does the photometric part of a batch of them on any device, with elementwise or per-view
+operations only, so a view gets the same bits alone or batched. A call is ``finish`` of one
+``crop``; ``rsdino.views.device`` runs ``finish`` batched on the accelerator.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -30,7 +39,14 @@ from torch.utils.data import default_collate
 
 from rsdino.config.views import CropSettings
 from rsdino.views.boxes import UNIFORMS_PER_BOX, sample_box, scale_ranges, view_gsd
-from rsdino.views.colour import apply_affine, jitter_affine, optical_colour, sar_colour, solarize
+from rsdino.views.colour import (
+    apply_affine_rows,
+    jitter_maps,
+    map_offsets,
+    optical_colour,
+    sar_colour,
+    solarize,
+)
 from rsdino.views.masking import batch_masks, block_mask
 from rsdino.views.resample import crop_resize, gaussian_blur
 
@@ -44,6 +60,9 @@ _REAL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32,
 _JITTER_FACTORS = slice(UNIFORMS_PER_BOX + 15, UNIFORMS_PER_BOX + 19)  # brightness, contrast, saturation, hue
 _JITTER_ORDER = slice(UNIFORMS_PER_BOX + 19, UNIFORMS_PER_BOX + 23)  # sort keys: the order of the four
 _PER_VIEW = UNIFORMS_PER_BOX + 23
+#: The keys of ``ViewBuilder.crop`` that ``finish`` takes with a batch axis.
+_BATCHED = ("crops", "drawn", "sigma", "white", "gains", "speckle", "rgb_matrix", "rgb_means_map",
+            "global_gsd", "local_gsd")
 
 
 class ViewBuilder:
@@ -94,8 +113,9 @@ class ViewBuilder:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, n, 1, 1)
         self.inv_std = 1 / torch.tensor(std, dtype=torch.float32).view(1, n, 1, 1)
         # Standardisation of the RGB bands as x * scale + shift, folded into the colour map.
-        self.scale = np.array([1 / std[i] for i in range(n)]) if n == 3 else None
-        self.shift = np.array([-mean[i] / std[i] for i in range(n)]) if n == 3 else None
+        f64 = torch.float64
+        self.scale = torch.tensor([1 / std[i] for i in range(n)], dtype=f64) if n == 3 else None
+        self.shift = torch.tensor([-mean[i] / std[i] for i in range(n)], dtype=f64) if n == 3 else None
         self.gsd, self.patch_size = float(gsd), int(patch_size)
         self.grid = crops.global_size // patch_size
         if crops.mask_p > 0 and self.grid < 1:
@@ -116,14 +136,34 @@ class ViewBuilder:
         return {b: modalities[b] for b in self.bands}
 
     def __call__(self, sample: dict) -> dict:
-        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``, ...)."""
+        """Views of ``sample`` (``{"image": (C, H, W)}``, optionally ``"series"``, ``"gsd"``, ...).
+
+        ``finish(crop(sample))`` for one sample: the draws and crops, then the photometric part.
+        """
+        parts = self.crop(sample)
+        batch = {k: (v[None] if isinstance(v, torch.Tensor) else [t[None] for t in v])
+                 for k, v in parts.items() if k in _BATCHED}
+        views = self.finish(batch)
+        result = {k: [t[0] for t in v] if isinstance(v, list) else v[0] for k, v in views.items()}
+        return {**result, **{k: v for k, v in parts.items() if k not in _BATCHED}}
+
+    def crop(self, sample: dict) -> dict:
+        """Every random draw of ``sample``'s views, and its crops: what a DataLoader worker does.
+
+        Returns the crops (uint8 for a uint8 source, else float32; after the flips) and the
+        draws of the photometric part in plain tensors, so ``collate`` batches them and
+        ``finish`` (on any device) makes the views: ``{"crops": [V x (C, s_v, s_v)], "drawn"
+        (V, P) float64, "sigma" (V,) float64 (NaN: no blur), "white" () float64, "gains" (V, C_opt),
+        "speckle" [V x (C_sar, s_v, s_v)] (SAR bands with looks > 0), "rgb_matrix", "rgb_means_map"
+        (V, 3, 3) float64 (RGB bands), "global_gsd", "local_gsd"}`` plus ``masks`` / ``mask_seed``.
+        """
         crops = self.crops
         sources, dates = self._sources(sample)
         gsds_in = self._source_gsds(sample, dates)
         n_views = crops.n_global + crops.n_local
         drawn = torch.rand(n_views, _PER_VIEW, dtype=torch.float64)
         uniforms = drawn.tolist()
-        sizes = [crops.global_size] * crops.n_global + self.local_sizes
+        sizes = self.sizes()
         scales = [tuple(crops.global_scale)] * crops.n_global + self.local_scales
         blur_p = [crops.blur_p[0] if i == 0 else crops.blur_p[1] for i in range(crops.n_global)]
         blur_p += [crops.blur_p[2]] * crops.n_local
@@ -146,36 +186,84 @@ class ViewBuilder:
             views.append(view)
             gsds.append(view_gsd(gsds_in[v], box, size))
             sigmas.append(sigma)
-        white = self._white(sources[0])
-        out_views: list[torch.Tensor] = [torch.empty(0)] * n_views
-        groups = []
+        parts = {"crops": views, "drawn": drawn,
+                 "sigma": torch.tensor([math.nan if s is None else s for s in sigmas], dtype=torch.float64),
+                 "white": torch.tensor(self._white(sources[0]), dtype=torch.float64),
+                 "global_gsd": torch.tensor(gsds[: crops.n_global], dtype=torch.float32),
+                 "local_gsd": torch.tensor(gsds[crops.n_global:], dtype=torch.float32)}
+        # The per-band gains and the speckle, in the order the colour rule of each size takes them.
+        gains = torch.ones(n_views, len(self.optical_index))
+        speckle = [torch.ones(len(self.sar_index), size, size) for size in sizes] \
+            if self.sar_index and crops.sar_looks > 0 else None
         for size in dict.fromkeys(sizes):
-            # Blurred views first, so that they are one slice of the batch.
             index = sorted((v for v in range(n_views) if sizes[v] == size), key=lambda v: sigmas[v] is None)
-            groups.append((index, torch.stack([views[v] for v in index]).to(torch.float32)))
-        maps = self._rgb_maps(groups, drawn.numpy())
-        for (index, batch), rgb_map in zip(groups, maps, strict=True):
-            group = [uniforms[v] for v in index]
-            batch, standardised = self._colour(batch, index, drawn[index].numpy(), rgb_map, white)
-            blurred = [sigmas[v] for v in index if sigmas[v] is not None]
-            if blurred:
-                gaussian_blur(batch[: len(blurred)], blurred)
-            batch = self._solarize(batch, group, index, white, standardised)
-            if not standardised:
-                batch.sub_(self.mean).mul_(self.inv_std)
-            for k, v in enumerate(index):
-                out_views[v] = batch[k]
-        result = {
-            "global": out_views[: crops.n_global],
-            "local": out_views[crops.n_global:],
-            "global_gsd": torch.tensor(gsds[: crops.n_global], dtype=torch.float32),
-            "local_gsd": torch.tensor(gsds[crops.n_global:], dtype=torch.float32),
-        }
+            if self.optical_index:
+                gains[index] = torch.randn(len(index), len(self.optical_index))
+            apply = [uniforms[v][_SAR] < crops.sar_p for v in index]
+            if speckle is not None and any(apply):
+                rate = torch.tensor(float(crops.sar_looks))
+                shape = (len(index), len(self.sar_index), size, size)
+                gamma = torch.distributions.Gamma(rate, rate).sample(shape)
+                for k, v in enumerate(index):
+                    if apply[k]:
+                        speckle[v] = gamma[k]
+        if self.optical_index:
+            parts["gains"] = gains
+        if speckle is not None:
+            parts["speckle"] = speckle
+        if self.rgb_index:
+            parts["rgb_matrix"], parts["rgb_means_map"] = self._rgb_maps(drawn.numpy())
         if crops.mask_p > 0 and crops.mask_spread == "batch":
             # Masks are made per batch (``collate``) from the samples' own seeds.
-            result["mask_seed"] = int(drawn[0, _RATIO] * 2**52)
+            parts["mask_seed"] = int(drawn[0, _RATIO] * 2**52)
         elif crops.mask_p > 0:
-            result["masks"] = self._masks(uniforms[: crops.n_global])
+            parts["masks"] = self._masks(uniforms[: crops.n_global])
+        return parts
+
+    def sizes(self) -> list[int]:
+        """The side of every view, globals then locals."""
+        return [self.crops.global_size] * self.crops.n_global + self.local_sizes
+
+    def finish(self, parts: dict) -> dict:
+        """The photometric part of the views of a batch of ``crop`` results, on the crops' device.
+
+        ``parts``: ``collate`` of ``crop`` results (each tensor with a leading batch axis ``B``),
+        the crops (and speckle) on any device, the other draws on the CPU (they are read on the
+        host: nothing here waits for the device). Every operation is elementwise or a per-view
+        reduction, so a view gets the same bits in any batch: ``finish`` of a batch equals
+        ``__call__`` of each sample, bit for bit on the same device.
+
+        Returns ``{"global": [n_global x (B, C, G, G)], "local": [n_local x (B, C, s_i, s_i)],
+        "global_gsd", "local_gsd"}``, float32, standardised (plus ``masks`` when in ``parts``).
+        """
+        crops = self.crops
+        sizes = self.sizes()
+        n_views = len(sizes)
+        out: list[torch.Tensor] = [torch.empty(0)] * n_views
+        n = parts["drawn"].shape[0]
+        for size in dict.fromkeys(sizes):
+            index = [v for v in range(n_views) if sizes[v] == size]
+            batch = torch.cat([parts["crops"][v] for v in index]).to(torch.float32)
+            views = torch.tensor(index).repeat_interleave(n)  # row -> view position (position-major)
+            rows_of = partial(_rows, index=index)
+            white = parts["white"].repeat(len(index))
+            batch, standardised = self._colour(batch, views, rows_of, parts, white)
+            sigma = rows_of(parts["sigma"])
+            blurred = (~sigma.isnan()).nonzero().flatten().tolist()
+            if blurred and blurred[-1] - blurred[0] + 1 == len(blurred):  # a run of rows: in place
+                gaussian_blur(batch[blurred[0]: blurred[-1] + 1], sigma[blurred].tolist())
+            elif blurred:
+                rows = torch.tensor(blurred, device=batch.device)
+                batch[rows] = gaussian_blur(batch[rows], sigma[blurred].tolist())
+            batch = self._solarize(batch, views, rows_of(parts["drawn"]), white, standardised)
+            if not standardised:
+                batch.sub_(self.mean.to(batch.device)).mul_(self.inv_std.to(batch.device))
+            for k, v in enumerate(index):
+                out[v] = batch[k * n: (k + 1) * n]
+        result = {"global": out[: crops.n_global], "local": out[crops.n_global:],
+                  "global_gsd": parts["global_gsd"], "local_gsd": parts["local_gsd"]}
+        if "masks" in parts:
+            result["masks"] = parts["masks"]
         return result
 
     def collate(self, samples: list[dict]) -> dict:
@@ -261,27 +349,17 @@ class ViewBuilder:
             return 65535.0
         return 255.0 if float(image[self.rgb_index].amax()) > 1.0 else 1.0
 
-    def _rgb_maps(self, groups: list[tuple[list[int], torch.Tensor]],
-                  drawn: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        """The affine colour map of every RGB view (one ``jitter_affine`` call), split by group."""
-        if not self.rgb_index:
-            return [None] * len(groups)
+    def _rgb_maps(self, drawn: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every view's RGB colour map ``y = A x + K m`` (``colour.jitter_maps``) from its draws."""
         crops = self.crops
-        index = [v for group, _ in groups for v in group]
-        un = drawn[index]
         identity = np.array([1.0, 1.0, 1.0, 0.0])
-        jitter = un[:, _JITTER] < crops.color_p
-        spread = self._jitter_spreads(index)
-        factors = np.where(jitter[:, None], spread * (2 * un[:, _JITTER_FACTORS] - 1) + identity, identity)
-        order = np.argsort(un[:, _JITTER_ORDER], axis=1)
-        gray = un[:, _GRAY] < crops.grayscale_p
-        means = torch.cat([batch.mean(dim=(-2, -1))[:, self.rgb_index] for _, batch in groups])
-        matrix, offset = jitter_affine(means.double().numpy(), factors, order, gray)
-        maps, start = [], 0
-        for group, _ in groups:
-            maps.append((matrix[start: start + len(group)], offset[start: start + len(group)]))
-            start += len(group)
-        return maps
+        jitter = drawn[:, _JITTER] < crops.color_p
+        spread = self._jitter_spreads(list(range(drawn.shape[0])))
+        factors = np.where(jitter[:, None], spread * (2 * drawn[:, _JITTER_FACTORS] - 1) + identity, identity)
+        order = np.argsort(drawn[:, _JITTER_ORDER], axis=1)
+        gray = drawn[:, _GRAY] < crops.grayscale_p
+        matrix, means_map = jitter_maps(factors, order, gray)
+        return torch.from_numpy(matrix), torch.from_numpy(means_map)
 
     def _jitter_spreads(self, index: list[int]) -> np.ndarray:
         """``(V, 4)`` brightness, contrast, saturation and hue spreads of views ``index``."""
@@ -290,50 +368,56 @@ class ViewBuilder:
         local = spread if crops.local_jitter is None else np.array(crops.local_jitter, dtype=float)
         return np.where((np.asarray(index) >= crops.n_global)[:, None], local, spread)
 
-    def _colour(self, batch: torch.Tensor, index: list[int], un: np.ndarray,
-                rgb_map: tuple[np.ndarray, np.ndarray] | None, white: float) -> tuple[torch.Tensor, bool]:
-        """The colour rule of each band group on float views ``(V, C, S, S)`` of one size.
+    def _colour(self, batch: torch.Tensor, views: torch.Tensor,
+                rows_of: Callable[[torch.Tensor], torch.Tensor], parts: dict,
+                white: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """The colour rule of each band group on float views ``(R, C, S, S)`` of one size.
 
-        ``index`` are the views' positions (globals first), ``un`` their uniforms (one row per
-        view), ``rgb_map`` their RGB colour maps.
+        ``views (R,)`` is each row's view position (globals first), ``rows_of`` picks the rows'
+        draws out of ``parts``, ``white (R,)`` their white levels.
         Returns the views and whether they are already standardised (an RGB-only image: done in
         the colour map's pass; the blur and solarisation that follow are exact in standardised
         units too).
         """
         crops = self.crops
         n = batch.shape[0]
-        u = torch.from_numpy(un).to(torch.float32)
-        if rgb_map is not None:
-            matrix, offset = rgb_map
+        device = batch.device
+        u = rows_of(parts["drawn"]).to(torch.float32)
+        if self.rgb_index:
+            means = batch.mean(dim=(-2, -1))[:, self.rgb_index].double()
+            matrix = rows_of(parts["rgb_matrix"])
+            offset = map_offsets(rows_of(parts["rgb_means_map"]).to(device), means)
             if self._whole_rgb(batch):
-                return apply_affine(batch, matrix, offset, white, self.scale, self.shift), True
-            batch[:, self.rgb_index] = apply_affine(batch[:, self.rgb_index], matrix, offset, white)
+                return apply_affine_rows(batch, matrix, offset, white, self.scale, self.shift), True
+            batch[:, self.rgb_index] = apply_affine_rows(batch[:, self.rgb_index], matrix, offset, white)
         if self.optical_index:
             apply = u[:, _OPTICAL] < crops.color_p
-            spread = torch.from_numpy(self._jitter_spreads(index)).to(torch.float32)
+            spread = torch.from_numpy(self._jitter_spreads(views.tolist())).to(torch.float32)
             b = torch.where(apply, 1 + spread[:, 0] * (2 * u[:, _OPTICAL_B] - 1), torch.ones(n))
             a = torch.where(apply, 1 + spread[:, 1] * (2 * u[:, _OPTICAL_A] - 1), torch.ones(n))
-            gains = 1 + crops.band_jitter * torch.randn(n, len(self.optical_index))
+            gains = 1 + crops.band_jitter * rows_of(parts["gains"])
             gains = torch.where(apply[:, None], gains, torch.ones(()))
             part = batch[:, self.optical_index]
-            batch[:, self.optical_index] = optical_colour(part, b, a, gains)
+            batch[:, self.optical_index] = optical_colour(part, b.to(device), a.to(device), gains.to(device))
         if self.sar_index:
             apply = u[:, _SAR] < crops.sar_p
             offset = torch.where(apply, crops.sar_offset_db * (2 * u[:, _SAR_OFFSET] - 1), torch.zeros(n))
+            speckle = torch.cat([parts["speckle"][v] for v in dict.fromkeys(views.tolist())]) \
+                if "speckle" in parts else None
             part = batch[:, self.sar_index]
-            batch[:, self.sar_index] = sar_colour(part, offset, apply, crops.sar_looks, crops.sar_units)
+            batch[:, self.sar_index] = sar_colour(part, offset.to(device), apply, crops.sar_looks,
+                                                  crops.sar_units, speckle=speckle)
         return batch, False
 
     def _whole_rgb(self, batch: torch.Tensor) -> bool:
         return self.rgb_index == [0, 1, 2] and batch.shape[1] == 3
 
-    def _solarize(self, batch: torch.Tensor, uniforms: list[list[float]], index: list[int],
-                  white: float, standardised: bool) -> torch.Tensor:
+    def _solarize(self, batch: torch.Tensor, views: torch.Tensor, uniforms: torch.Tensor, white: torch.Tensor,
+                  standardised: bool) -> torch.Tensor:
         """DINO's solarisation of the RGB bands of the second global crop (probability ``solarize_p``)."""
-        if not self.rgb_index or 1 not in index:
+        if not self.rgb_index or 1 not in views.tolist():
             return batch
-        p = self.crops.solarize_p
-        apply = torch.tensor([v == 1 and u[_SOLAR] < p for v, u in zip(index, uniforms, strict=True)])
+        apply = (views == 1) & (uniforms[:, _SOLAR] < self.crops.solarize_p)
         if not bool(apply.any()):
             return batch
         if standardised:
@@ -359,6 +443,12 @@ class ViewBuilder:
                 masks[i] = block_mask(grid, grid, n_masked, min_patches=crops.mask_min_patches,
                                       max_patches=max(1, total // 2))
         return masks
+
+
+def _rows(values: torch.Tensor, index: list[int]) -> torch.Tensor:
+    """The rows of views ``index`` of per-sample values ``(B, V, ...)``, position-major ``(len*B, ...)``."""
+    picked = values[:, index].transpose(0, 1)
+    return picked.reshape(picked.shape[0] * picked.shape[1], *picked.shape[2:])
 
 
 def _is_polarisation(band: str) -> bool:

@@ -62,12 +62,14 @@ def _hue_matrices(angle: np.ndarray) -> np.ndarray:
     return cos * _EYE + sin * _CROSS + (1 - cos) * _OUTER
 
 
-def jitter_affine(means: np.ndarray, factors: np.ndarray, order: np.ndarray,
-                  gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The affine colour map ``y = A x + o`` of each view's jitter (in its order) then grayscale.
+def jitter_maps(factors: np.ndarray, order: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each view's jitter (in its order) then grayscale as ``y = A x + K m``, from the draws alone.
+
+    Every operation is linear in the pixels and in ``m``, the view's mean R, G, B (the contrast
+    operation pulls towards the mean gray of the current image, ``w . (A_prev m + K_prev m)``), so
+    ``A`` and ``K`` need no pixel: a DataLoader worker computes them, the device applies them.
 
     Args:
-        means: ``(V, 3)`` mean R, G, B of each view (for the contrast operation).
         factors: ``(V, 4)`` brightness, contrast, saturation factors and hue shift (fraction of a
             turn); ``(1, 1, 1, 0)`` is the identity.
         order: ``(V, 4)`` a permutation of ``0..3`` per view (0 brightness, 1 contrast, 2 saturation,
@@ -75,30 +77,50 @@ def jitter_affine(means: np.ndarray, factors: np.ndarray, order: np.ndarray,
         gray: ``(V,)`` bool, convert to grayscale after the jitter.
 
     Returns:
-        ``A (V, 3, 3)`` and ``o (V, 3)``.
+        ``A (V, 3, 3)`` and ``K (V, 3, 3)``, float64.
     """
-    n = means.shape[0]
-    weights, to_gray = _WEIGHTS, _TO_GRAY
-    brightness, contrast, saturation, hue = factors.T[:, :, None, None]
+    n = factors.shape[0]
+    brightness, contrast, saturation, _ = factors.T[:, :, None, None]
     candidates = np.stack([
         brightness * _EYE,
         contrast * _EYE,
-        saturation * _EYE + (1 - saturation) * to_gray,
+        saturation * _EYE + (1 - saturation) * _TO_GRAY,
         _hue_matrices(2 * math.pi * factors[:, 3]),
     ], axis=1)  # (V, 4, 3, 3)
-    contrast = factors[:, 1]
-    matrix, offset = np.repeat(_EYE[None], n, axis=0), np.zeros((n, 3))
+    pull = (1 - factors[:, 1])[:, None, None] * np.ones((3, 1))  # (V, 3, 1): contrast's pull to gray
+    matrix, means_map = np.repeat(_EYE[None], n, axis=0), np.zeros((n, 3, 3))
     rows = np.arange(n)
     for step in range(4):
         op = order[:, step]
-        level = ((matrix @ means[:, :, None])[:, :, 0] + offset) @ weights  # mean gray now
+        level = _WEIGHTS @ (matrix + means_map)  # (V, 3): m -> mean gray of the current image
         step_matrix = candidates[rows, op]
         matrix = step_matrix @ matrix
-        offset = (step_matrix @ offset[:, :, None])[:, :, 0]
-        offset += ((op == 1) * (1 - contrast) * level)[:, None]
-    matrix = np.where(gray[:, None, None], to_gray @ matrix, matrix)
-    offset = np.where(gray[:, None], offset @ to_gray.T, offset)
-    return matrix, offset
+        contrast_pull = np.where((op == 1)[:, None, None], pull * level[:, None, :], 0.0)
+        means_map = step_matrix @ means_map + contrast_pull
+    matrix = np.where(gray[:, None, None], _TO_GRAY @ matrix, matrix)
+    means_map = np.where(gray[:, None, None], _TO_GRAY @ means_map, means_map)
+    return matrix, means_map
+
+
+def map_offsets(means_map: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """``o = K m`` per view, ``(V, 3, 3) x (V, 3) -> (V, 3)``.
+
+    By elementwise products: the same bits for a view alone or in any batch.
+    """
+    return means_map[:, :, 0] * means[:, None, 0] + means_map[:, :, 1] * means[:, None, 1] \
+        + means_map[:, :, 2] * means[:, None, 2]
+
+
+def jitter_affine(means: np.ndarray, factors: np.ndarray, order: np.ndarray,
+                  gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The affine colour map ``y = A x + o`` of each view's jitter (in its order) then grayscale.
+
+    ``jitter_maps``'s ``A`` and ``o = K m`` with ``means (V, 3)`` the mean R, G, B of each view.
+    Returns ``A (V, 3, 3)`` and ``o (V, 3)``.
+    """
+    matrix, means_map = jitter_maps(factors, order, gray)
+    offset = map_offsets(torch.from_numpy(means_map), torch.from_numpy(np.asarray(means, dtype=np.float64)))
+    return matrix, offset.numpy()
 
 
 def rgb_colour(views: torch.Tensor, factors: np.ndarray, order: np.ndarray, gray: np.ndarray, white: float,
@@ -107,9 +129,9 @@ def rgb_colour(views: torch.Tensor, factors: np.ndarray, order: np.ndarray, gray
 
     Args:
         views: ``(V, 3, S, S)`` float R, G, B views in ``[0, white]``.
-        factors: As in ``jitter_affine``.
-        order: As in ``jitter_affine``.
-        gray: As in ``jitter_affine``.
+        factors: As in ``jitter_maps``.
+        order: As in ``jitter_maps``.
+        gray: As in ``jitter_maps``.
         white: The white level.
         scale: Optional per-band ``1 / std``: the result is then standardised,
             ``clamp(A x + o, 0, white) * scale + shift``, in the same pass.
@@ -135,36 +157,59 @@ def apply_affine(views: torch.Tensor, matrix: np.ndarray, offset: np.ndarray, wh
         shift: Optional per-band ``-mean / std``.
     """
     n = views.shape[0]
-    low, high = np.zeros(3), np.full(3, float(white))
+    whites = torch.full((n,), float(white), dtype=torch.float64)
+    return apply_affine_rows(views, _float64(matrix), _float64(offset), whites, _float64(scale),
+                             _float64(shift))
+
+
+def _float64(array: np.ndarray | torch.Tensor | None) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(array, dtype=torch.float64)
+
+
+def apply_affine_rows(views: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, white: torch.Tensor,
+                      scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``apply_affine`` with float64 tensors and one white level per view (``white (V,)``), on any device.
+
+    The 3x3 product is three elementwise multiply-adds per band, so a view gets the same bits alone
+    or in any batch (the device views rely on it).
+    """
+    device = views.device
+    matrix, offset, white = (t.to(device=device, dtype=torch.float64) for t in (matrix, offset, white))
+    if scale is not None and shift is not None:
+        scale, shift = (t.to(device=device, dtype=torch.float64) for t in (scale, shift))
+    low = torch.zeros(views.shape[0], 3, dtype=torch.float64, device=device)
+    high = white[:, None].expand(-1, 3)
     if scale is not None and shift is not None:
         matrix, offset = scale[None, :, None] * matrix, scale * offset + shift
-        low, high = shift, white * scale + shift
-    matrix_t = torch.from_numpy(matrix.astype(np.float32))
-    offset_t = torch.from_numpy(offset.astype(np.float32)[:, :, None])
-    out = torch.einsum("vij,vjp->vip", matrix_t, views.reshape(n, 3, -1)).add_(offset_t)
-    low_t = torch.from_numpy(low.astype(np.float32)[None, :, None])
-    high_t = torch.from_numpy(high.astype(np.float32)[None, :, None])
-    # (``clamp_`` with tensor bounds is several times slower than these two.)
-    torch.maximum(out, low_t, out=out)
-    torch.minimum(out, high_t, out=out)
-    return out.view_as(views)
+        low, high = shift.expand_as(low), white[:, None] * scale + shift
+    a = matrix.to(device=device, dtype=torch.float32)[:, :, :, None, None]
+    o = offset.to(device=device, dtype=torch.float32)[:, :, None, None]
+    out = torch.addcmul(o, views[:, None, 0], a[:, :, 0])
+    out.addcmul_(views[:, None, 1], a[:, :, 1]).addcmul_(views[:, None, 2], a[:, :, 2])
+    torch.maximum(out, low.to(device=device, dtype=torch.float32)[:, :, None, None], out=out)
+    torch.minimum(out, high.to(device=device, dtype=torch.float32)[:, :, None, None], out=out)
+    return out
 
 
-def solarize(views: torch.Tensor, apply: torch.Tensor, white: float, scale: np.ndarray | None = None,
-             shift: np.ndarray | None = None) -> torch.Tensor:
+def solarize(views: torch.Tensor, apply: torch.Tensor, white: float | torch.Tensor,
+             scale: np.ndarray | torch.Tensor | None = None,
+             shift: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
     """``x -> white - x`` for ``x >= 128 / 255 white`` on the views where ``apply (V,)`` is True.
 
-    With ``scale`` and ``shift`` the views are standardised (``x * scale + shift``) and the same
-    map is applied in those units.
+    ``white`` is one level or one per view ``(V,)``. With ``scale`` and ``shift`` the views are
+    standardised (``x * scale + shift``) and the same map is applied in those units.
     """
-    scale = np.ones(3) if scale is None else scale
-    shift = np.zeros(3) if shift is None else shift
-    threshold = torch.from_numpy(white * 128 / 255 * scale + shift).to(torch.float32).view(3, 1, 1)
-    mirror = torch.from_numpy(white * scale + 2 * shift).to(torch.float32).view(3, 1, 1)
+    n = views.shape[0]
+    white = white.double().cpu() if isinstance(white, torch.Tensor) else torch.full((n,), float(white),
+                                                                                      dtype=torch.float64)
+    scale = torch.ones(3, dtype=torch.float64) if scale is None else torch.as_tensor(scale).double().cpu()
+    shift = torch.zeros(3, dtype=torch.float64) if shift is None else torch.as_tensor(shift).double().cpu()
+    threshold = (white[:, None] * 128 / 255 * scale + shift).to(views.device, torch.float32).view(n, 3, 1, 1)
+    mirror = (white[:, None] * scale + 2 * shift).to(views.device, torch.float32).view(n, 3, 1, 1)
     out = views.clone()
-    for v in apply.nonzero().flatten().tolist():
+    for v in apply.cpu().nonzero().flatten().tolist():
         view = out[v]
-        out[v] = torch.where(view >= threshold, mirror - view, view)
+        out[v] = torch.where(view >= threshold[v], mirror[v] - view, view)
     return out
 
 
@@ -185,7 +230,7 @@ def optical_colour(views: torch.Tensor, brightness: torch.Tensor, contrast: torc
 
 
 def sar_colour(views: torch.Tensor, offset_db: torch.Tensor, apply: torch.Tensor, looks: float,
-               units: str) -> torch.Tensor:
+               units: str, speckle: torch.Tensor | None = None) -> torch.Tensor:
     """The SAR rule of the module docstring.
 
     Args:
@@ -194,11 +239,12 @@ def sar_colour(views: torch.Tensor, offset_db: torch.Tensor, apply: torch.Tensor
         apply: ``(V,)`` bool, the views that get speckle.
         looks: Equivalent number of looks of the speckle (0: none).
         units: ``"db"`` or ``"linear"``.
+        speckle: The speckle ``g`` already drawn, ``(V, C, S, S)``, 1 where not applied (the device
+            views); None draws it here.
     """
     if units not in ("db", "linear"):
         raise ValueError(f"SAR units must be 'db' or 'linear', got {units!r}")
-    speckle = None
-    if looks > 0 and bool(apply.any()):
+    if speckle is None and looks > 0 and bool(apply.any()):
         rate = torch.tensor(float(looks))
         gamma = torch.distributions.Gamma(rate, rate).sample(views.shape)
         speckle = torch.where(apply[:, None, None, None], gamma, torch.ones(()))

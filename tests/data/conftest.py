@@ -25,6 +25,8 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: int | None = None  # send only this many body bytes of the next response, then hang up
     ignore_range: bool = False  # answer 200 with the whole file even to a Range request
+    fail_status: int | None = None  # answer every GET with this status (e.g. 503), no body
+    extra_length: int = 0  # announce this many bytes more in Content-Length than the body holds
     requests: list[dict[str, str | None]] = field(default_factory=list)
 
 
@@ -53,6 +55,9 @@ def _make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             range_header = self.headers.get("Range")
             state.requests.append({"path": self.path, "range": range_header})
             data = state.files.get(self.path.lstrip("/"))
+            if state.fail_status is not None:
+                self.send_error(state.fail_status)
+                return
             if data is None:
                 self.send_error(404)
                 return
@@ -70,7 +75,9 @@ def _make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body) + state.extra_length))
+            if state.extra_length:
+                self.close_connection = True
             if state.cut_after is not None:
                 body, state.cut_after = body[: state.cut_after], None
                 self.close_connection = True

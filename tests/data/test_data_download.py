@@ -29,7 +29,7 @@ def test_existing_verified_file_is_not_downloaded_again(http_server, tmp_path):
     assert len(http_server.state.requests) == 1
 
 
-def test_checksum_mismatch_moves_file_aside(http_server, tmp_path):
+def test_checksum_mismatch_keeps_the_fetched_copy_unnamed(http_server, tmp_path):
     http_server.state.files["data.bin"] = PAYLOAD
     wrong = "0" * 64
     with pytest.raises(ChecksumError) as excinfo:
@@ -37,7 +37,60 @@ def test_checksum_mismatch_moves_file_aside(http_server, tmp_path):
     message = str(excinfo.value)
     assert "data.bin" in message and wrong in message and SHA256 in message
     assert not (tmp_path / "data.bin").exists()
-    assert (tmp_path / "data.bin.corrupt").read_bytes() == PAYLOAD
+    assert not (tmp_path / "data.bin.corrupt").exists()
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD
+
+
+def test_wrong_existing_file_is_kept_and_not_fetched_again(http_server, tmp_path):
+    http_server.state.files["data.bin"] = PAYLOAD
+    existing = tmp_path / "data.bin"
+    existing.write_bytes(b"the user's own copy")
+    actual = hashlib.sha256(b"the user's own copy").hexdigest()
+    with pytest.raises(ChecksumError) as excinfo:
+        download(http_server.url("data.bin"), tmp_path, sha256=SHA256, progress=False)
+    message = str(excinfo.value)
+    assert str(existing) in message and SHA256 in message and actual in message
+    assert "kept" in message and "--refetch" in excinfo.value.hint
+    assert existing.read_bytes() == b"the user's own copy"
+    assert http_server.state.requests == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+def test_refetch_replaces_only_with_a_verified_copy(http_server, tmp_path):
+    existing = tmp_path / "data.bin"
+    existing.write_bytes(b"old")
+    http_server.state.files["data.bin"] = b"also wrong"
+    with pytest.raises(ChecksumError, match="kept as it is"):
+        download(http_server.url("data.bin"), tmp_path, sha256=SHA256, refetch=True, progress=False)
+    assert existing.read_bytes() == b"old"
+    http_server.state.files["data.bin"] = PAYLOAD
+    path = download(http_server.url("data.bin"), tmp_path, sha256=SHA256, refetch=True, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert http_server.state.requests[-1]["range"] is None  # a refetch starts from byte zero
+
+
+def test_short_content_length_verifies_what_arrived(http_server, tmp_path):
+    http_server.state.files["data.bin"] = PAYLOAD
+    http_server.state.extra_length = 1000  # the server announces more than the file holds
+    path = download(http_server.url("data.bin"), tmp_path, sha256=SHA256, retries=0, progress=False)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_short_content_length_with_wrong_bytes_fails(http_server, tmp_path):
+    http_server.state.files["data.bin"] = PAYLOAD
+    http_server.state.cut_after = 1000
+    with pytest.raises(DownloadError, match="received 1000 of 300000 bytes.*kept and the next run resumes"):
+        download(http_server.url("data.bin"), tmp_path, sha256=SHA256, retries=0, progress=False)
+
+
+def test_503_without_partial_file_promises_no_resume(http_server, tmp_path):
+    http_server.state.fail_status = 503
+    with pytest.raises(DownloadError) as excinfo:
+        download(http_server.url("data.bin"), tmp_path, sha256=SHA256, retries=1, backoff=0.01,
+                 progress=False)
+    message = str(excinfo.value)
+    assert "503" in message and "nothing was saved" in message and "resume" not in message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_http_requires_a_checksum(http_server, tmp_path):
@@ -105,7 +158,8 @@ def test_file_url_checksum_mismatch_and_missing_source(tmp_path):
     with pytest.raises(ChecksumError, match="md5"):
         download("file://archive.tar", tmp_path / "out", md5="f" * 32, base_dir=tmp_path, progress=False)
     assert not (tmp_path / "out" / "archive.tar").exists()
-    assert (tmp_path / "out" / "archive.tar.corrupt").exists()
+    assert not (tmp_path / "out" / "archive.tar.corrupt").exists()
+    assert (tmp_path / "archive.tar").read_bytes() == PAYLOAD
     with pytest.raises(DownloadError, match="nothere.tar"):
         download("file://nothere.tar", tmp_path / "out", base_dir=tmp_path, progress=False)
 

@@ -8,7 +8,14 @@ import zipfile
 
 import pytest
 
-from rsdino.data.extract import ArchiveError, UnsafeArchiveError, extract_archive, extract_archives
+from rsdino.data.extract import (
+    ArchiveError,
+    ArchiveLimitError,
+    ExtractionLimits,
+    UnsafeArchiveError,
+    extract_archive,
+    extract_archives,
+)
 
 
 def _tar(path, members, mode="w"):
@@ -151,3 +158,77 @@ def test_one_bad_archive_of_several_leaves_the_old_folder(tmp_path):
         extract_archives([good, bad], tmp_path / "raw")
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["old.txt"]
     assert not (tmp_path / "escape.txt").exists()
+
+
+# ------------------------------------------------------------------------------ extraction limits
+
+
+def _zeros_zip(path, megabytes):
+    """A zip holding one member of ``megabytes`` MiB of zeros (ratio about 1000), written in chunks."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w") as out:
+        block = bytes(1 << 20)
+        for _ in range(megabytes):
+            out.write(block)
+    return path
+
+
+def test_zip_bomb_is_refused_under_a_lowered_limit(tmp_path):
+    archive = _zeros_zip(tmp_path / "bomb.zip", 4)
+    limits = ExtractionLimits(max_ratio=50.0)
+    with pytest.raises(ArchiveLimitError, match=r"bomb.zip: .*times its size.*max_ratio \(50\)"):
+        extract_archive(archive, tmp_path / "out", limits=limits)
+    assert not (tmp_path / "out").exists()
+    # the same archive within a raised limit unpacks
+    extract_archive(archive, tmp_path / "ok", limits=ExtractionLimits(max_ratio=5000.0))
+    assert (tmp_path / "ok" / "zeros.bin").stat().st_size == 4 << 20
+
+
+def test_zip_bomb_is_refused_by_the_default_limits(tmp_path):
+    archive = _zeros_zip(tmp_path / "bomb.zip", 64)
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(ArchiveLimitError, match="a zip bomb"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_total_size_limit(tmp_path):
+    archive = _tar(tmp_path / "big.tar", {"a.bin": bytes(3000), "b.bin": bytes(3000)})
+    with pytest.raises(ArchiveLimitError, match=r"big.tar: unpacks to 6e-06 GB.*max_total_gb \(5e-06\)"):
+        extract_archive(archive, tmp_path / "out", limits=ExtractionLimits(max_total_gb=5e-6))
+
+
+def _flood_tar(path, members):
+    """A tar of ``members`` empty files ``f0000000``..., headers patched from one template (fast)."""
+    template = bytearray(tarfile.TarInfo("f0000000").tobuf(format=tarfile.USTAR_FORMAT))
+    template[148:156] = b" " * 8  # the checksum is summed with its own field as spaces
+    base = sum(template) - sum(b"f0000000")
+    with open(path, "wb") as handle:
+        for index in range(members):
+            name = b"f%07d" % index
+            template[0:8] = name
+            template[148:155] = b"%06o\0" % (base + sum(name))  # the header checksum field
+            handle.write(template)
+        handle.write(bytes(1024))
+    return path
+
+
+def test_tar_with_100000_members_is_refused(tmp_path):
+    archive = _flood_tar(tmp_path / "flood.tar", 100_000)
+    with pytest.raises(ArchiveLimitError, match=r"flood.tar: 10001 members, more than .*max_members"):
+        extract_archive(archive, tmp_path / "out", limits=ExtractionLimits(max_members=10_000))
+    assert not (tmp_path / "out").exists()
+    small = _flood_tar(tmp_path / "small.tar", 3)  # the patched headers are valid tar headers
+    assert sorted(p.name for p in extract_archive(small, tmp_path / "ok").iterdir()) == \
+        ["f0000000", "f0000001", "f0000002"]
+
+
+def test_limits_come_from_the_settings():
+    from rsdino.config import parse_params
+    from rsdino.config.params import load_params
+
+    params = load_params("params.yaml", preflight_checks=False)
+    assert params.extraction.max_ratio == ExtractionLimits().max_ratio
+    raw = __import__("yaml").safe_load(open("params.yaml", encoding="utf-8"))
+    raw["extraction"]["max_ratio"] = 0.5
+    with pytest.raises(ValueError, match="extraction.max_ratio"):
+        parse_params(raw, source="params.yaml", preflight_checks=False)

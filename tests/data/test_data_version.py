@@ -91,8 +91,8 @@ def test_the_cache_lives_beside_the_folder_and_spares_rehashing(raw, monkeypatch
     assert set(cached) == {".hidden", "a/1.tif", "b/2.tif"}
 
     hashed = []
-    real = dv._sha256_file
-    monkeypatch.setattr(dv, "_sha256_file", lambda path: hashed.append(path.name) or real(path))
+    real = dv.file_digest
+    monkeypatch.setattr(dv, "file_digest", lambda path: hashed.append(path.name) or real(path))
     assert content_digest(raw) == digest and hashed == []
     (raw / "b" / "2.tif").write_bytes(b"second image?")
     os.utime(raw / "b" / "2.tif", ns=(2 * 10**9, 2 * 10**9))

@@ -16,6 +16,7 @@ from rsdino.config.evaluations import (
     MultiscaleKnnEvaluation,
     RetrievalEvaluation,
 )
+from rsdino.evaluate.feature_cache import canonical
 from rsdino.evaluate.features import extract_feature_sets
 from rsdino.evaluate.protocols import (
     FeatureSource,
@@ -141,11 +142,20 @@ def test_feature_cache_is_reused_and_resumes(tiny_vit_dir, tmp_path):
     chunk, chunk_labels = extract_feature_sets(src.model, torch.utils.data.Subset(data, range(8)), ["cls"],
                                                **kwargs)
     folder.mkdir()
-    torch.save({"features": {"cls": chunk["cls"] + 1000}, "labels": chunk_labels}, folder / "chunk_00000.pt")
-    resumed, resumed_labels = extract_feature_sets(src.model, data, ["cls"], cache_dir=folder, **kwargs)
+    record = {"weights": "w", "split": "train"}
+    torch.save({"features": {"cls": chunk["cls"] + 1000}, "labels": chunk_labels,
+                "built_from": canonical(record)}, folder / "chunk_00000.pt")
+    resumed, resumed_labels = extract_feature_sets(src.model, data, ["cls"], cache_dir=folder, record=record,
+                                                   **kwargs)
     assert torch.equal(resumed["cls"][:8], chunk["cls"] + 1000)  # the chunk was read, not recomputed
     torch.testing.assert_close(resumed["cls"][8:], full["cls"][8:])
     assert resumed_labels.tolist() == labels.tolist()
+    # a chunk of other inputs is recomputed, not resumed from
+    (folder / "features.pt").unlink()
+    torch.save({"features": {"cls": chunk["cls"] + 1000}, "labels": chunk_labels,
+                "built_from": canonical({**record, "split": "test"})}, folder / "chunk_00000.pt")
+    fresh, _ = extract_feature_sets(src.model, data, ["cls"], cache_dir=folder, record=record, **kwargs)
+    torch.testing.assert_close(fresh["cls"], full["cls"])
 
 
 def test_retrieval_job_scores_and_draws(tiny_vit_dir, tmp_path):

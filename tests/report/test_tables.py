@@ -97,19 +97,20 @@ def test_build_tables_cells_markdown_and_csv(tmp_path, metrics_files):
     md = (tmp_path / "tables" / "knn_table.md").read_text()
     lines = md.splitlines()
     assert lines[0] == "# kNN test table"
-    assert "| variant | method | backbone | ucm | euro |" in lines
-    assert "| vits | dinov2 | vit_small_patch16 | 81.23 / 87.14 | not run / 95.74 |" in lines
-    assert "| vits (random init) | dinov2 | vit_small_patch16 | 40.50 | not run |" in lines
-    assert "| tiny | dino | vit_tiny_patch8 | 60.00 / — | n/a |" in lines
-    assert not any(line.startswith("| tiny (random init)") for line in lines)
+    assert lines[2] == ("## weighted kNN (DINO): `top1_k20` (published table `dinov2rs_knn`)")
+    assert "| model | dataset | ours | published | random init | ours − random init |" in lines
+    assert "| vits | ucm | 81.23 | 87.14 | 40.50 | +40.73 |" in lines
+    assert "| vits | euro | not run | 95.74 | — | — |" in lines
+    assert "| tiny | ucm | 60.00 | — | — | — |" in lines
+    assert not any(line.startswith("| tiny | euro") for line in lines)  # not part of that evaluation
     # the two models of the seed's kNN table that no variant here stands for: published only
-    assert ("| dinov2 vit_base_patch16 (published only) | dinov2 | vit_base_patch16 | "
-            "not trained here / 87.14 | not trained here / 95.70 |") in lines
-    assert ("| dino convvit_small (published only) | dino | convvit_small | "
-            "not trained here / 90.00 | not trained here / 94.07 |") in lines
-    assert lines.index("| tiny | dino | vit_tiny_patch8 | 60.00 / — | n/a |") < lines.index(
-        "| dinov2 vit_base_patch16 (published only) | dinov2 | vit_base_patch16 | "
-        "not trained here / 87.14 | not trained here / 95.70 |")
+    assert "| dinov2 vit_base_patch16 (published only) | ucm | not trained here | 87.14 | — | — |" in lines
+    assert "| dino convvit_small (published only) | euro | not trained here | 94.07 | — | — |" in lines
+    assert lines.index("| tiny | ucm | 60.00 | — | — | — |") < lines.index(
+        "| dinov2 vit_base_patch16 (published only) | ucm | not trained here | 87.14 | — | — |")
+    assert "- vits: dinov2, vit_small_patch16" in lines
+    # sources named by paper title and arXiv id
+    assert "DINOv2: Learning Robust Visual Features without Supervision" in md and "arXiv:2304.07193" in md
     assert "A test caption." in md and SEED_000 in md and "knn_faiss_majority_k20_90_10" in md
     assert "`run-vits-ucm`" in md and "`run-tiny-ucm`" in md
 
@@ -141,8 +142,9 @@ def test_other_metric_and_no_published_table(tmp_path, metrics_files):
     params.tables["knn_table"].published_table = None
     build_tables(metrics_files, params, tmp_path)
     md = (tmp_path / "knn_table.md").read_text()
-    assert "| vits | dinov2 | vit_small_patch16 | 97.00 / — | not run |" in md
-    assert "| tiny | dino | vit_tiny_patch8 | — / — | n/a |" in md  # the file has no top5_k20
+    assert "| vits | ucm | 97.00 | — | — | — |" in md
+    assert "| vits | euro | not run | — | — | — |" in md
+    assert "| tiny | ucm | — | — | — | — |" in md  # the file has no top5_k20
     assert SEED_000 not in md
 
 
@@ -199,13 +201,17 @@ def test_per_protocol_metrics_published_tables_and_reference_columns(tmp_path):
                write_metrics(tmp_path / "m", "lin_ucm", "vits", {"top1": 90.0, "top5": 99.0}, run_id="r2")]
     build_tables(metrics, params, tmp_path / "tables")
     lines = (tmp_path / "tables" / "t.md").read_text().splitlines()
-    assert ("| variant | method | backbone | euro | ucm (knn_ucm, top1_k20) | ucm (lin_ucm, top1) | "
-            "ucm (lin_ucm, top5) |") in lines
+    headings = [line for line in lines if line.startswith("## ")]
+    assert headings == ["## weighted kNN (DINO): `top1_k20`",
+                        "## kNN, FAISS L2 majority vote (DINOv2-RS): `top1_k20` "
+                        "(published table `dinov2rs_knn`)",
+                        "## logistic-regression linear probe: `top1` (published table `dinov2rs_linear`)",
+                        "## logistic-regression linear probe: `top5` (published table `dinov2rs_linear`)"]
     # tiny: its demo run; vits: the reference columns, the kNN one not run at this scale beside the
-    # published kNN number, the linear one with a metrics file (ours / published linear number)
-    assert "| tiny | dino | vit_tiny_patch8 | 55.50 / — | n/a | n/a | n/a |" in lines
-    assert ("| vits | dinov2 | vit_small_patch16 | n/a | not run at this scale / 87.14 | 90.00 / 99.05 | "
-            "99.00 / — |") in lines
+    # published kNN number, the linear one with a metrics file (ours beside the published number)
+    assert "| tiny | euro | 55.50 | — | — | — |" in lines
+    assert "| vits | ucm | not run at this scale | 87.14 | — | — |" in lines
+    assert "| vits | ucm | 90.00 | 99.05 | — | — |" in lines and "| vits | ucm | 99.00 | — | — | — |" in lines
     rows = read_csv(tmp_path / "tables" / "t.csv")
     assert {(r["evaluation"], r["metric"]) for r in rows} == {
         ("demo_knn", "top1_k20"), ("knn_ucm", "top1_k20"), ("lin_ucm", "top1"), ("lin_ucm", "top5")}
@@ -216,6 +222,37 @@ def test_reference_to_an_unknown_evaluation_names_the_table(tmp_path):
                                             "reference": ["ghost"]}})
     with pytest.raises(ValueError, match=r"tables\.knn_table\.reference\.0: unknown evaluation 'ghost'"):
         build_tables([], params, tmp_path)
+
+
+def test_a_cell_not_above_random_init_is_marked_in_markdown_csv_and_plot(tmp_path):
+    metrics = [write_metrics(tmp_path / "m", "knn_ucm", "vits", {"top1_k20": 59.0},
+                             {"random_init": {"top1_k20": 61.0}}),
+               write_metrics(tmp_path / "m", "knn_ucm", "tiny", {"top1_k20": 70.0},
+                             {"random_init": {"top1_k20": 20.0}})]
+    build_tables(metrics, settings(), tmp_path / "tables")
+    lines = (tmp_path / "tables" / "knn_table.md").read_text().splitlines()
+    assert "| vits | ucm | 59.00 | 87.14 | 61.00 | **-2.00 ✗** |" in lines
+    assert "| tiny | ucm | 70.00 | — | 20.00 | +50.00 |" in lines
+    rows = {r["variant"]: r for r in read_csv(tmp_path / "tables" / "knn_table.csv") if r["dataset"] == "ucm"}
+    assert rows["vits"]["beats_random_init"] == "false" and rows["tiny"]["beats_random_init"] == "true"
+    assert rows["vits"]["protocol"] == "knn"
+    png = plot_ours_vs_published(tmp_path / "tables" / "knn_table.csv", tmp_path / "knn_table.png")
+    pixels = (imread(png)[..., :3] * 255).round().reshape(-1, 3)
+    assert (np.abs(pixels - (214, 39, 40)).max(axis=1) <= 30).sum() > 10  # the red mark
+
+
+def test_every_table_of_the_project_reads_on_a_screen(tmp_path):
+    """Rows of every demo and full-scale table at most 130 characters; plots at most 2000 px wide."""
+    for scale in ("demo", "full"):
+        params = load_params(ROOT / "params.yaml", scale)
+        for name, rows in layout(params).items():
+            md = (build_tables([], params, tmp_path / scale)[0].parent / f"{name}.md").read_text()
+            widest = max(len(line) for line in md.splitlines() if line.startswith("|"))
+            assert widest <= 130, (name, widest)
+            assert rows and md.count("\n## ") >= 1, name
+    table = tmp_path / "full" / "table3_satdino.csv"
+    png = plot_ours_vs_published(table, tmp_path / "table3_satdino.png")
+    assert imread(png).shape[1] <= 2000
 
 
 def test_training_curves_draw_every_history_and_name_a_bad_file(tmp_path):
@@ -300,3 +337,22 @@ def test_every_csv_line_is_one_cell_with_its_provenance(tmp_path, metrics_files)
     metrics_files[0].write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"'knn_ucm', variant 'vits': 'data_version.evaluation' must be"):
         build_tables(metrics_files, settings(), tmp_path)
+
+
+def test_released_weights_row_sits_beside_ours_and_the_published_number(tmp_path, metrics_files):
+    raw_variants = {
+        "vits": {"method": "dinov2", "backbone": "vit_small_patch16", "pretrain_data": "pre",
+                 "published": {"model": "dinov2", "arch": "vit_small_patch16",
+                               "pretrain_data": "Million-AID+SkyScript"}},
+        "tiny": {"method": "dino", "backbone": "vit_tiny_patch8", "pretrain_data": "pre"},
+    }
+    raw_variants["vits_released"] = {**raw_variants["vits"], "weights": {"format": "dinov2", "path": "w.pth"}}
+    params = settings(variants=raw_variants, evaluations={
+        "knn_ucm": {"protocol": "knn", "dataset": "ucm", "variants": ["vits", "tiny", "vits_released"]},
+        "knn_euro": {"protocol": "knn", "dataset": "euro", "variants": ["vits"]}})
+    released = write_metrics(tmp_path / "metrics", "knn_ucm", "vits_released", {"top1_k20": 86.5})
+    files = [*metrics_files, released]
+    build_tables(files, params, tmp_path / "tables")
+    lines = (tmp_path / "tables" / "knn_table.md").read_text().splitlines()
+    assert "| vits | ucm | 81.23 | 87.14 | 40.50 | +40.73 |" in lines
+    assert "| vits_released (released weights) | ucm | 86.50 | 87.14 | — | — |" in lines

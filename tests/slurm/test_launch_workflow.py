@@ -28,14 +28,14 @@ def test_the_config_override_beats_the_variant() -> None:
 def test_local_flags_pick_the_device() -> None:
     assert launch_flags(_variant(), None, {}) == "--device cpu --launcher local"
     flags = launch_flags(_variant(gpus=4), None, {"slurm_partition": "gpu"})
-    assert flags == "--device cuda --launcher local"
+    assert flags == "--device auto --launcher local"  # CUDA where the job finds a GPU, else CPU
 
 
 def test_submitit_flags_carry_the_profile_resources() -> None:
     resources = {"slurm_partition": "gpu", "slurm_account": "proj 1",
                  "slurm_extra": "'--constraint=a100 --exclusive'"}  # the plugin's quoting
     argv = shlex.split(launch_flags(_variant(gpus=8), "submitit", resources))
-    assert argv == ["--device", "cuda", "--launcher", "submitit", "--slurm-partition", "gpu",
+    assert argv == ["--device", "auto", "--launcher", "submitit", "--slurm-partition", "gpu",
                     "--slurm-account", "proj 1", "--slurm-extra=--constraint=a100 --exclusive",
                     "--slurm-folder", "logs/submitit"]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from torch.utils.data import Dataset
 
 from rsdino.config import CropSettings, DinoLossSettings, HeadSettings, OptimSettings, VariantConfig
 from rsdino.models.backbones import backbone_folder, build_backbone, load_backbone
-from rsdino.tracking import NullTracker
+from rsdino.tracking import NullTracker, step_run
 from rsdino.train import pretrain
 from rsdino.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from rsdino.train.meta_arch import SelfDistillation
@@ -182,6 +184,10 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(finished, tmp_path) -> No
     assert [step for step, _ in tracker.metrics] == [0, 1, 2, 3]
     reference = load_file(str(finished[1]))
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    # a second identical run from scratch: the same bytes, so DVC sees the same files
+    for name in ("model.safetensors", "student/model.safetensors", "teacher.safetensors", "model.json",
+                 "checkpoints/last.pt", "checkpoints/previous.pt", "history.csv"):
+        assert (tmp_path / name).read_bytes() == (finished[0] / name).read_bytes(), name
 
 
 def test_global_batches_are_split_over_ranks_and_resume_inside_an_epoch() -> None:
@@ -215,3 +221,122 @@ def test_checkpoint_round_trip_restores_random_states(tmp_path) -> None:
     (tmp_path / "c.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="c.pt"):
         load_checkpoint(tmp_path / "c.pt")
+
+
+def _killable_run(out_dir, uri: str, artifacts: str) -> None:
+    """In a forked child: one ``rsdino pretrain`` step (MLflow run, checkpoint every step)."""
+    torch.set_num_threads(1)  # the parent's OpenMP pool does not survive the fork (a child would hang)
+    with step_run(experiment="kills", tracking_uri=uri, artifact_location=artifacts, group="tiny",
+                  step="pretrain", run_name="pretrain tiny") as tracker:
+        _run(out_dir, _variant().model_copy(update={"checkpoint_every_steps": 1}), tracker=tracker)
+
+
+def _temporaries(folder) -> list:
+    return [p for p in folder.rglob(".*.tmp")]
+
+
+def _partial_checkpoints(out_dir) -> set[str]:
+    return {p.name for p in (out_dir / "checkpoints").glob(".last.pt.*.tmp")}
+
+
+def _wait_for_writes(child, out_dir, stale: set[str], n: int, deadline: float) -> bool:
+    """Wait until ``child`` has begun ``n`` checkpoint writes (new partial files); False if it ended first."""
+    import time
+
+    seen: set[str] = set()
+    while child.is_alive() and time.monotonic() < deadline:
+        seen |= _partial_checkpoints(out_dir) - stale
+        if len(seen) >= n:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_kill_9_at_random_moments_then_resume_gives_the_same_bytes(tmp_path, monkeypatch, caplog) -> None:
+    """20 SIGKILLs, half of them inside a checkpoint write; resumes give the uninterrupted run's files."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the forked children (the bytes depend on the thread count)
+    try:
+        _kill_and_resume(tmp_path, monkeypatch, caplog)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_and_resume(tmp_path, monkeypatch, caplog) -> None:
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from rsdino.train.checkpointing import PAUSE_ENV
+
+    reference = tmp_path / "uninterrupted"
+    began = time.monotonic()
+    _run(reference)
+    duration = time.monotonic() - began  # this machine's speed: the random kill times scale with it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(PAUSE_ENV, "0.15")
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "mlartifacts")
+    # MLflow's lazy imports, once here rather than in every child (a store of its own: no database
+    # connection is shared with the forks) ...
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'warm-up.db'}").search_experiments()
+    # ... and the store's schema, made by a process of its own before the kills: MLflow creates a
+    # fresh sqlite store in steps outside one transaction, so a kill during its very creation would
+    # leave a half-made schema every later run refuses (a kill -9 of a project's first step ever).
+    subprocess.run([sys.executable, "-c", "import sys; from mlflow.tracking import MlflowClient; "
+                    "MlflowClient(tracking_uri=sys.argv[1]).search_experiments()", uri],
+                   check=True, capture_output=True, timeout=600)
+    out_dir = tmp_path / "model"
+    rng = random.Random(20261202)
+    fork = multiprocessing.get_context("fork")
+    kills, in_write, finished_alone, attempts, steps_at_kill = 0, 0, 0, 0, []
+    while kills < 20 and attempts < 30:
+        attempts += 1
+        stale = _partial_checkpoints(out_dir) if out_dir.is_dir() else set()
+        last = out_dir / "checkpoints" / "last.pt"
+        done = load_checkpoint(last)["step"] if last.is_file() else 0
+        # checkpoints this child may complete before the kill: none once one step is left, so that
+        # every attempt is killed before the training ends (the final resume finishes it)
+        complete = 0 if done >= 3 else rng.randint(0, 1)
+        child = fork.Process(target=_killable_run, args=(out_dir, uri, artifacts))
+        child.start()
+        deadline = time.monotonic() + 10 * duration + 60
+        if rng.random() < 0.5:  # inside the next checkpoint write, somewhere in its pause
+            if _wait_for_writes(child, out_dir, stale, complete + 1, deadline):
+                time.sleep(rng.uniform(0.0, 0.12))
+        elif complete == 0 or _wait_for_writes(child, out_dir, stale, complete, deadline):
+            # anywhere after that: start-up, MLflow, a step, a write or its rename
+            time.sleep(rng.uniform(0.0, duration / 4))
+        if child.is_alive():
+            in_write += bool(_partial_checkpoints(out_dir) - stale)
+            os.kill(child.pid, signal.SIGKILL)
+            kills += 1
+            steps_at_kill.append(load_checkpoint(last)["step"] if last.is_file() else 0)
+        else:
+            finished_alone += 1
+        child.join()
+    assert kills == 20 and in_write >= 5, (kills, in_write, finished_alone)
+    left_by_kills = len(_temporaries(out_dir))
+    # a truncated last.pt (a full disk, say): the next run falls back to previous.pt with a warning
+    last = out_dir / "checkpoints" / "last.pt"
+    truncated = last.is_file() and (out_dir / "checkpoints" / "previous.pt").is_file()
+    if truncated:
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    monkeypatch.delenv(PAUSE_ENV)
+    _killable_run(out_dir, uri, artifacts)
+    assert ("falling back to the previous checkpoint" in caplog.text) == truncated
+    assert not _temporaries(out_dir)
+    for name in ("model.safetensors", "student/model.safetensors", "teacher.safetensors",
+                 "checkpoints/last.pt"):
+        assert (out_dir / name).read_bytes() == (reference / name).read_bytes(), name
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("kills").experiment_id])
+    statuses = [run.info.status for run in runs if run.data.tags.get("rsdino.step") == "pretrain"]
+    assert statuses.count("RUNNING") == 0 and statuses.count("KILLED") >= 10
+    assert set(statuses) <= {"FINISHED", "KILLED"}
+    print(f"kills {kills} (in a checkpoint write {in_write}; checkpoint step at each kill {steps_at_kill}), "
+          f"runs that finished alone {finished_alone}, temporary files left by the kills {left_by_kills}, "
+          f"after the resume 0; MLflow: {statuses.count('KILLED')} KILLED, {statuses.count('FINISHED')} "
+          f"FINISHED, 0 RUNNING; truncated last.pt fell back to previous.pt: {truncated}")

@@ -31,6 +31,24 @@ def test_table_shows_pretrained_above_random_init(demo):
     assert (demo["root"] / "data" / "raw" / "demo_eurosat.dvc").is_file()
 
 
+def test_report_shows_a_knn_probe_curve_per_pretrained_variant(demo):
+    from matplotlib.image import imread
+
+    from rsdino.config import load_params
+
+    params = load_params(demo["root"] / "params.yaml")
+    for variant in params.selected.variants:
+        history = demo["root"] / "models" / variant / "history.csv"
+        rows = [r for r in csv.DictReader(history.open()) if r.get("knn_probe_top1")]
+        assert len(rows) >= 3 and rows[0]["step"] == "0", (variant, len(rows))
+        print(f"{variant}: kNN probe {rows[0]['knn_probe_top1']} -> {rows[-1]['knn_probe_top1']} "
+              f"over {rows[-1]['step']} steps")
+        png = demo["root"] / "results" / "plots" / f"curves_{variant}.png"
+        assert png.stat().st_size > 20_000, png
+        height, width = imread(png).shape[:2]
+        assert 800 <= width <= 2000 and height >= 300, (png, width, height)
+
+
 def test_second_run_does_nothing_and_dvc_is_up_to_date(demo, run_in):
     again = run_in(demo, "snakemake", "--profile", "local", "all")
     assert "Nothing to be done" in again, again[-3000:]
@@ -75,7 +93,12 @@ def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
     assert len(client.get_metric_history(pretrain.info.run_id, "loss")) > 10
     parent_id = pretrain.data.tags["mlflow.parentRunId"]
     knn = [r for r in runs if r.data.tags.get("rsdino.step") == "knn"]
-    assert len(knn) == 6 and [r.data.tags["mlflow.parentRunId"] for r in knn].count(parent_id) == 1
+    import yaml
+
+    evaluations = yaml.safe_load((demo["root"] / "params.yaml").read_text())["evaluations"]
+    knn_variants = evaluations["demo_knn"]["variants"]
+    assert len(knn) == len(knn_variants)
+    assert [r.data.tags["mlflow.parentRunId"] for r in knn].count(parent_id) == 1
     assert client.get_run(parent_id).data.tags["rsdino.group"] == "demo_dino_vit"
     # every run names the data it read: the pretraining data, the evaluation data and the model's
     trained_on = pretrain.data.tags["rsdino.data_version.demo_eurosat"]
@@ -83,3 +106,22 @@ def test_mlflow_has_one_run_per_step_with_params_and_tags(demo):
     knn_dino = next(r for r in knn if r.data.tags["mlflow.parentRunId"] == parent_id)
     assert knn_dino.data.tags["rsdino.pretrain_data_version.demo_eurosat"] == trained_on
     assert knn_dino.data.tags["rsdino.data_version.demo_eurosat"].startswith(("md5:", "sha256:"))
+
+
+def test_pretraining_logs_a_progress_line_per_epoch_and_the_profile_one_line_per_job(demo):
+    """Through Snakemake (no terminal): each epoch of demo_dino_vit is one line with its ETA."""
+    import re
+
+    import yaml
+
+    log = (demo["root"] / "logs" / "pretrain" / "demo_dino_vit.log").read_text()
+    variants = yaml.safe_load((demo["root"] / "params.yaml").read_text())["variants"]
+    epochs = variants["demo_dino_vit"]["optim"]["epochs"]
+    lines = [line for line in log.splitlines() if re.search(r"demo_dino_vit: step \d+/\d+ ", line)]
+    seen = [int(re.search(r"epoch (\d+)/", line).group(1)) for line in lines]
+    assert seen == list(range(1, epochs + 1)), log[-2000:]
+    assert all(re.search(r"ETA \d+:\d\d:\d\d", line) and "img/s" in line and "loss " in line
+               for line in lines)
+    out = demo["first_run"]
+    assert re.search(r"pretrain demo_dino_vit \(log: logs/pretrain/demo_dino_vit\.log\)", out), out[-3000:]
+    assert re.search(r"\d+ of \d+ steps \(\d+%\) done", out)

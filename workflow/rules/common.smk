@@ -22,7 +22,7 @@ SCALE = P.scale
 DATA = P.paths.data
 MODELS = P.paths.models
 RESULTS = P.paths.results
-RSDINO = f"rsdino {{step}} --params {PARAMS_FILE} --scale {SCALE} --no-progress"
+RSDINO = f"rsdino {{step}} --params {PARAMS_FILE} --scale {SCALE}"
 
 
 def rsdino(step):
@@ -65,8 +65,10 @@ def demo_digest(wildcards):
 
 
 def local_source(wildcards):
-    """The local archive a dataset is copied from (a generated demo archive), if any."""
+    """The local archive a dataset is copied from (a generated demo archive), or its local folder, if any."""
     source = P.datasets[wildcards.dataset].source
+    if source.local:
+        return [source.local]
     if source.url and source.url.startswith("file://"):
         return [source.url[len("file://"):]]
     return []
@@ -88,6 +90,43 @@ def evaluation_digest(wildcards):
 
 def pretrain_data(wildcards, folder):
     return f"{DATA}/{folder}/{P.variants[wildcards.variant].pretrain_data}"
+
+
+#: Variants that import released weights (`weights:` in params.yaml) instead of pretraining.
+IMPORTED_VARIANTS = [name for name, variant in P.variants.items() if variant.weights is not None]
+TRAINED_VARIANTS = [name for name in P.variants if name not in IMPORTED_VARIANTS]
+#: Imported variants whose checkpoint `rsdino make-demo --variant` generates (a path under DATA/demo/).
+DEMO_WEIGHTS = {
+    Path(P.variants[name].weights.path).name: name
+    for name in IMPORTED_VARIANTS
+    if P.variants[name].weights.path and Path(P.variants[name].weights.path).parent == Path(DATA) / "demo"
+}
+
+
+def released_weights_inputs(wildcards):
+    """What importing a variant's released weights reads: a generated demo checkpoint, and the
+    pretraining data when the weights declare no mean / std (its statistics normalise the inputs)."""
+    spec = P.variants[wildcards.variant].weights
+    inputs = {}
+    if spec.path and Path(spec.path).name in DEMO_WEIGHTS:
+        inputs["checkpoint"] = spec.path
+    if spec.mean is None:
+        inputs["raw"] = pretrain_data(wildcards, "raw")
+        inputs["data"] = pretrain_data(wildcards, "prepared")
+    return inputs
+
+
+def probe_data(wildcards, folder):
+    """The variant's kNN-probe dataset folder (`variants.<v>.probe.dataset`), or none without a probe."""
+    probe = P.variants[wildcards.variant].probe
+    return [f"{DATA}/{folder}/{probe.dataset}"] if probe is not None else []
+
+
+def probe_flags(wildcards, input):
+    """`--probe-raw/--probe-data` for a variant with a kNN probe, else nothing."""
+    if not input.probe_raw:
+        return ""
+    return f"--probe-raw {input.probe_raw} --probe-data {input.probe_data}"
 
 
 def evaluation_model(wildcards):
@@ -113,21 +152,24 @@ def metrics_files():
 
 def history_files():
     """The pretraining histories of the tables' variants (the report's training curves)."""
-    return [f"{MODELS}/{v}/history.csv" for v in sorted({variant for _, variant in table_jobs()})]
+    return [f"{MODELS}/{v}/history.csv" for v in sorted({variant for _, variant in table_jobs()})
+            if v not in IMPORTED_VARIANTS]
 
 
 MODEL_FILES = [f"{MODELS}/{v}/model.safetensors" for v in P.selected_variants()]
 TABLE_FILES = [f"{RESULTS}/tables/{t}.{ext}" for t in P.selected.tables for ext in ("md", "csv")]
 SUMMARY = f"{RESULTS}/metrics/summary.json"
 COVERAGE = f"{RESULTS}/tables/coverage.json"
-PLOTS = [f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
+PLOTS = ([f"{RESULTS}/plots/{t}.png" for t in P.selected.tables] + [f"{RESULTS}/plots/training_curves.png"]
+         + [f"{RESULTS}/plots/curves_{Path(h).parent.name}.png" for h in history_files()])
 IN_DVC_REPO = Path(".dvc").is_dir() and shutil.which("dvc") is not None
 
 
 def trackable(dataset):
     """Whether `track` can add data/raw/<dataset> to DVC: a downloaded dataset always, a manual one
     (source.manual) once it has been placed there (a missing one stops at its download job)."""
-    return bool(P.datasets[dataset].source.url) or has_files(Path(DATA) / "raw" / dataset)
+    source = P.datasets[dataset].source
+    return bool(source.url or source.local) or has_files(Path(DATA) / "raw" / dataset)
 
 
 TRACKED_DATA = (
@@ -140,21 +182,16 @@ TRACKED_DATA = (
 DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO and RESULTS == "results" else []
 
 
-#: Protocols that train a network (fine-tuning, dense heads): a day of GPU time at full scale.
+#: Protocols that train a network (fine-tuning, dense heads): they get `training_runtime_min`.
 TRAINING_PROTOCOLS = {"finetune", "multilabel", "change_detection", "segmentation"}
-
-
-ON_CPU = P.selected.device == "cpu"
-
-
-def evaluation_gpus(wildcards):
-    """One GPU per evaluation job on a GPU scale (full), none on a CPU scale (demo, mini)."""
-    return 0 if ON_CPU else 1
+#: What each evaluation job asks for: the scale's `evaluation_resources` in params.yaml, never its name.
+EVALUATION_RESOURCES = P.selected.evaluation_resources
 
 
 def evaluation_runtime(wildcards):
     """Wall-clock minutes of one evaluation job."""
-    if ON_CPU:
-        return 30
-    return 1440 if P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS else 240
+    training = P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS
+    if training and EVALUATION_RESOURCES.training_runtime_min:
+        return EVALUATION_RESOURCES.training_runtime_min
+    return EVALUATION_RESOURCES.runtime_min
 

@@ -7,8 +7,12 @@ rule make_demo:
     params:
         dataset=lambda wc: DEMO_ARCHIVES[wc.filename],
         settings=demo_digest,
+    message:
+        "make_demo {output} (log: {log})"
     log:
         "logs/make_demo/{filename}.log",
+    benchmark:
+        "logs/benchmarks/make_demo/{filename}.tsv"
     conda:
         "../envs/rsdino.yaml"
     wildcard_constraints:
@@ -27,8 +31,12 @@ rule download:
         directory(f"{DATA}/raw/{{dataset}}"),
     params:
         settings=dataset_digest,
+    message:
+        "download {wildcards.dataset} (log: {log})"
     log:
         "logs/download/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/download/{dataset}.tsv"
     conda:
         "../envs/rsdino.yaml"
     resources:
@@ -45,8 +53,12 @@ rule track:
         raw=f"{DATA}/raw/{{dataset}}",
     output:
         f"{DATA}/raw/{{dataset}}.dvc",
+    message:
+        "track {wildcards.dataset} (log: {log})"
     log:
         "logs/track/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/track/{dataset}.tsv"
     conda:
         "../envs/rsdino.yaml"
     resources:
@@ -64,8 +76,12 @@ rule prepare:
         directory(f"{DATA}/prepared/{{dataset}}"),
     params:
         settings=dataset_digest,
+    message:
+        "prepare {wildcards.dataset} (log: {log})"
     log:
         "logs/prepare/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare/{dataset}.tsv"
     conda:
         "../envs/rsdino.yaml"
     resources:

@@ -12,16 +12,20 @@ rule evaluate:
     params:
         settings=evaluation_digest,
         model=lambda wc: f"{MODELS}/{wc.variant}",
-        device=lambda wc: "cuda" if evaluation_gpus(wc) else "cpu",
+        device=P.selected.device,  # auto: CUDA where the job runs on a GPU machine, else CPU
+    message:
+        "evaluate {wildcards.evaluation} {wildcards.variant} (log: {log})"
     log:
         "logs/evaluate/{evaluation}/{variant}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{evaluation}/{variant}.tsv"
     conda:
         "../envs/rsdino.yaml"
-    threads: 1 if ON_CPU else 2  # on a CPU scale, two one-thread jobs beat one of two threads
+    threads: EVALUATION_RESOURCES.threads  # on a CPU machine, two one-thread jobs beat one of two threads
     resources:
-        mem_mb=lambda wc: 8000 if ON_CPU else 64000,
+        mem_mb=EVALUATION_RESOURCES.mem_mb,
         runtime=evaluation_runtime,
-        gpu=evaluation_gpus,
+        gpu=EVALUATION_RESOURCES.gpus,
     shell:
         f"{rsdino('evaluate')} --evaluation {{wildcards.evaluation}} --variant {{wildcards.variant}} "
         f"--model {{params.model}} --raw {{input.raw}} --data {{input.data}} --out {{output}} "

@@ -13,8 +13,12 @@ rule report:
         plots=PLOTS,
     params:
         settings=lambda wc: settings_digest({t: P.tables[t].model_dump() for t in P.selected.tables}),
+    message:
+        "report (log: {log})"
     log:
         "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
     conda:
         "../envs/rsdino.yaml"
     resources:
@@ -31,11 +35,15 @@ rule dvc_record:
         summary=SUMMARY,
     output:
         touch(f"{RESULTS}/.dvc-recorded"),
+    message:
+        "dvc_record (log: {log})"
     log:
         "logs/dvc_record.log",
+    benchmark:
+        "logs/benchmarks/dvc_record.tsv"
     conda:
         "../envs/rsdino.yaml"
     resources:
         dvc=1,
     shell:
-        "rsdino dvc-commit --stage tables > {log} 2>&1"
+        f"rsdino dvc-commit --stage tables --params {PARAMS_FILE} > {{log}} 2>&1"
