@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.data.bands import BandMismatchError, match_bands
-from rsdino.models.catalog import BACKBONES
+from rsdino.models.catalog import backbone_entry
 
 #: Tasks whose items are labelled images (one class each): what the scene protocols read.
 LABELLED_IMAGES = ("scene_classification", "fmow")
@@ -57,9 +57,9 @@ def trained_bands(params: Any, variant_name: str) -> list[str]:
 
 def _patch(variant: Any) -> tuple[int | None, bool]:
     """(patch size, whether crops must be multiples of it) of a variant's backbone."""
-    entry = BACKBONES[variant.backbone]
-    patch = variant.backbone_kwargs.get("patch_size", entry["patch_size"])
-    strict = entry["family"] == "vit" and not variant.backbone_kwargs.get("dynamic_img_pad", False)
+    entry = backbone_entry(variant.backbone)
+    patch = variant.backbone_kwargs.get("patch_size", entry.patch_size)
+    strict = entry.family == "vit" and not variant.backbone_kwargs.get("dynamic_img_pad", False)
     return patch, strict
 
 
@@ -154,9 +154,9 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
         if strict and patch and size and size % patch:
             yield (f"{pair}: image_size {size} is not a multiple of the patch size {patch} of "
                    f"{variant.backbone}")
-        if evaluation.protocol in VIT_ONLY_PROTOCOLS and BACKBONES[variant.backbone]["family"] != "vit":
+        if evaluation.protocol in VIT_ONLY_PROTOCOLS and backbone_entry(variant.backbone).family != "vit":
             yield (f"{pair}: protocol {evaluation.protocol} needs a ViT (patch tokens), "
-                   f"{variant.backbone} is a {BACKBONES[variant.backbone]['family']}")
+                   f"{variant.backbone} is a {backbone_entry(variant.backbone).family}")
 
 
 def preflight(params: Any) -> list[str]:

@@ -255,7 +255,7 @@ class VariantConfig(StrictModel):
             raise ValueError("weights (imported, not trained) and init_from (trained from a checkpoint) "
                              "exclude each other")
         needs_tokens = self.method in ("dinov2", "dinov2_multimodal", "satdino")
-        if needs_tokens and BACKBONES[self.backbone]["family"] != "vit":
+        if needs_tokens and BACKBONES[self.backbone].family != "vit":
             raise ValueError(f"method {self.method!r} needs a ViT backbone (patch tokens, masks, "
                              f"registers), not {self.backbone!r}")
         return self

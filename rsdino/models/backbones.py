@@ -29,7 +29,7 @@ from torch import nn
 
 from rsdino.errors import CheckpointError
 from rsdino.io import write_json
-from rsdino.models.catalog import BACKBONES
+from rsdino.models.catalog import backbone_entry
 from rsdino.models.conv_stem import ConvStemPatchEmbed
 from rsdino.models.folders import BRANCH_FOLDERS, META_FILE, WEIGHTS_FILE, backbone_folder  # noqa: F401
 from rsdino.models.timm_config import timm_arguments, write_timm_config
@@ -39,18 +39,12 @@ from rsdino.stable_files import save_safetensors
 REQUIRED_META = ("backbone", "timm_name", "timm_kwargs", "in_chans", "img_size", "drop_path")
 
 
-def _catalog_entry(name: str) -> dict[str, Any]:
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
-    return BACKBONES[name]
-
-
 def backbone_spec(name: str, in_chans: int, img_size: int, drop_path: float = 0.0,
                   **overrides: Any) -> dict[str, Any]:
     """The JSON-serialisable description of a backbone: the build part of ``model.json``."""
-    entry = _catalog_entry(name)
-    return {"backbone": name, "timm_name": entry["timm_name"],
-            "timm_kwargs": {**entry["kwargs"], **overrides}, "in_chans": int(in_chans),
+    entry = backbone_entry(name)
+    return {"backbone": name, "timm_name": entry.timm_name,
+            "timm_kwargs": {**entry.kwargs, **overrides}, "in_chans": int(in_chans),
             "img_size": int(img_size), "drop_path": float(drop_path)}
 
 
@@ -59,7 +53,7 @@ def build_backbone(name: str, in_chans: int, img_size: int, drop_path: float = 0
     """Create the catalogue backbone ``name`` as a headless timm model with random weights.
 
     Args:
-        name: A key of ``rsdino.models.catalog.BACKBONES``.
+        name: A catalogue backbone (``rsdino.models.catalog.BACKBONES``).
         in_chans: Input bands (3, 13, 2, ...).
         img_size: Nominal input size (ViT position embeddings; other sizes are resampled).
         drop_path: Stochastic-depth rate.
@@ -128,7 +122,7 @@ def load_backbone(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
         spec = {key: meta[key] for key in REQUIRED_META}
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(meta_path, f"not a valid model description ({error!r})") from None
-    expected = _catalog_entry(spec["backbone"])["timm_name"]
+    expected = backbone_entry(spec["backbone"]).timm_name
     if spec["timm_name"] != expected:
         raise CheckpointError(meta_path, f"timm_name {spec['timm_name']!r} does not match the catalogue's "
                                          f"{expected!r} for backbone {spec['backbone']!r}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.io import atomic_path, write_json
-from rsdino.models.catalog import BACKBONES
+from rsdino.models.catalog import backbone_entry
 
 TIMM_CONFIG_FILE = "config.json"
 #: The stand-alone loader of a ConvViT folder (a copy of ``rsdino/models/conv_stem.py``).
@@ -41,15 +41,13 @@ def timm_arguments(name: str, in_chans: int, img_size: int, drop_path: float = 0
     ``rsdino.models.backbones.build_backbone`` turns into ``embed_layer``), so ``config.json``
     records exactly what ``build_backbone`` builds.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
-    entry = BACKBONES[name]
-    kwargs = {**entry["kwargs"], **overrides}
-    if entry["family"] in ("vit", "swin"):
+    entry = backbone_entry(name)
+    kwargs = {**entry.kwargs, **overrides}
+    if entry.family in ("vit", "swin"):
         kwargs.setdefault("img_size", img_size)
         kwargs.setdefault("dynamic_img_size", True)
     kwargs.update(num_classes=0, in_chans=int(in_chans), drop_path_rate=float(drop_path))
-    return entry["timm_name"], kwargs
+    return entry.timm_name, kwargs
 
 
 def timm_config(meta: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +63,7 @@ def timm_config(meta: dict[str, Any]) -> dict[str, Any]:
     pretrained_cfg: dict[str, Any] = {
         "input_size": [int(meta["in_chans"]), size, size],
         "fixed_input_size": not model_args.get("dynamic_img_size", False)
-        and BACKBONES[meta["backbone"]]["family"] != "cnn",
+        and backbone_entry(meta["backbone"]).family != "cnn",
         "interpolation": "bicubic", "crop_pct": 1.0, "num_classes": 0,
         "first_conv": base.first_conv if base else None, "classifier": base.classifier if base else None,
         "description": (f"rsdino {meta.get('method', '?')} {meta.get('branch', 'teacher')} backbone "

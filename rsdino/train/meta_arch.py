@@ -28,7 +28,7 @@ from torch import nn
 from rsdino.config.variants import VariantConfig
 from rsdino.losses import DINOLoss, GSDLoss, KoLeoLoss, iBOTPatchLoss, sinkhorn_knopp
 from rsdino.models.backbones import build_backbone, embed_dim
-from rsdino.models.catalog import BACKBONES
+from rsdino.models.catalog import backbone_entry
 from rsdino.models.fusion import FUSIONS
 from rsdino.models.heads import DINOHead
 from rsdino.models.tokens import Encoded, encode
@@ -125,7 +125,7 @@ class SelfDistillation(nn.Module):
     def __init__(self, variant: VariantConfig, in_chans: int) -> None:
         super().__init__()
         self.plan = loss_plan(variant)
-        if self.plan.gsd and BACKBONES[variant.backbone]["family"] != "vit":
+        if self.plan.gsd and backbone_entry(variant.backbone).family != "vit":
             raise ValueError("the GSD head needs a ViT backbone (a register token)")
         self.n_global = variant.crops.n_global
         self.student = Branch(variant, in_chans, variant.drop_path, self.plan)

@@ -61,7 +61,7 @@ from rsdino import views as view_recipes
 from rsdino.config.variants import VariantConfig
 from rsdino.io import atomic_path
 from rsdino.models.backbones import backbone_folder, backbone_spec, export_backbone
-from rsdino.models.catalog import BACKBONES
+from rsdino.models.catalog import backbone_entry
 from rsdino.progress import Progress
 from rsdino.stable_files import save_safetensors
 from rsdino.tracking import Tracker
@@ -228,14 +228,14 @@ def _seed_worker(worker_id: int) -> None:
 def check_variant(variant: VariantConfig) -> None:
     """Refuse settings the loop cannot train (clear messages, before anything is built)."""
     recipe(variant.method)
-    entry = BACKBONES[variant.backbone]
-    patch = variant.backbone_kwargs.get("patch_size", entry["patch_size"])
+    entry = backbone_entry(variant.backbone)
+    patch = variant.backbone_kwargs.get("patch_size", entry.patch_size)
     crops = variant.crops
     if crops.n_global + crops.n_local < 2:
         raise ValueError("self-distillation needs at least two crops per image (n_global + n_local >= 2)")
     sizes = [crops.global_size, crops.local_size, *(getattr(crops, "local_sizes", None) or [])]
     padded = bool(variant.backbone_kwargs.get("dynamic_img_pad", False))  # pads crops up to the patch grid
-    if entry["family"] == "vit" and not padded and any(size % patch for size in sizes):
+    if entry.family == "vit" and not padded and any(size % patch for size in sizes):
         raise ValueError(f"crop sizes {sizes} must be multiples of the patch size {patch} "
                          f"of {variant.backbone}")
 
@@ -448,7 +448,7 @@ def run_pretraining(variant_name: str, variant: VariantConfig, dataset: Dataset,
                     **({"elapsed_s": budget.elapsed_s()} if budget.seconds is not None else {})})
             _after_checkpoint(step // steps, step)
 
-        patch = variant.backbone_kwargs.get("patch_size", BACKBONES[variant.backbone]["patch_size"]) or 1
+        patch = variant.backbone_kwargs.get("patch_size", backbone_entry(variant.backbone).patch_size) or 1
         make_views = view_recipes.build_views(variant.crops, bands=bands, rgb_bands=rgb_bands, mean=mean,
                                               std=std, gsd=gsd, patch_size=patch)
         on_device = variant.views_on == "device"  # workers only draw and crop (rsdino.views.device)

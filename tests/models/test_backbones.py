@@ -105,7 +105,7 @@ def test_export_load_round_trip(tmp_path, name: str, overrides: dict) -> None:
     weights = export_backbone(model, tmp_path, _meta(name, 13, **overrides))
     assert weights == tmp_path / "model.safetensors"
     loaded, meta = load_backbone(tmp_path)
-    assert meta["timm_kwargs"] == {**BACKBONES[name]["kwargs"], **overrides}
+    assert meta["timm_kwargs"] == {**BACKBONES[name].kwargs, **overrides}
     assert not loaded.training
     x = torch.randn(2, 13, 32, 32)
     with torch.no_grad():

@@ -105,7 +105,7 @@ def _build(case: str) -> tuple[nn.Module, dict, list[int]]:
         sizes = [size, variant.crops.local_size]
         model = branch.backbone
     else:
-        family = BACKBONES[name]["family"]
+        family = BACKBONES[name].family
         s2_bands, size = [f"B{i:02d}" for i in range(1, 14)], 32
         meta = {**backbone_spec(name, len(s2_bands), size, **SHRINK[family]), "method": "dino",
                 "variant": f"test_{name}", "branch": "teacher"}

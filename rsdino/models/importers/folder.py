@@ -50,7 +50,7 @@ def _match_vit(state: Tensors) -> tuple[str, dict[str, Any]]:
     found = {"embed_dim": int(proj.shape[0]), "patch_size": int(proj.shape[-1]),
              "depth": len({key.split(".")[1] for key in state if key.startswith("blocks.")})}
     candidates = {name: _defaults(name) for name, entry in BACKBONES.items()
-                  if entry["family"] == "vit" and not entry["kwargs"].get("conv_stem")}
+                  if entry.family == "vit" and not entry.kwargs.get("conv_stem")}
 
     def score(name: str) -> tuple[int, int, int, int]:
         spec = candidates[name]
@@ -69,7 +69,7 @@ def _match_cnn(state: Tensors) -> str:
     """The catalogue CNN whose state dict has exactly ``state``'s keys and shapes."""
     wanted = {key: tuple(value.shape) for key, value in state.items()}
     for name, entry in BACKBONES.items():
-        if entry["family"] != "cnn":
+        if entry.family != "cnn":
             continue
         with torch.device("meta"):
             model = build_backbone(name, int(state["conv1.weight"].shape[1]), 224)
