@@ -293,7 +293,8 @@ def _pretrain_on_slurm(args: argparse.Namespace, variant) -> None:  # noqa: ANN0
                            account=args.slurm_account, qos=args.slurm_qos, tasks_per_node=args.tasks_per_node,
                            extra=extra, poll_s=args.slurm_poll)
     try:
-        run_on_slurm(argv, variant.resources, options, job_name=f"rsdino-pretrain-{args.variant}")
+        run_on_slurm(argv, run_command, variant.resources, options,
+                     job_name=f"rsdino-pretrain-{args.variant}")
     except SlurmJobError as error:
         raise UserError(str(error)) from None
     print(f"{args.variant}: {Path(args.out) / 'model.safetensors'}")
@@ -442,7 +443,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     """Serve warm starts: hold torch, timm and MLflow imported and fork each step sent to the socket."""
     from rsdino.launch.warm import serve
 
-    serve(args.socket)
+    serve(args.socket, entry=main)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -635,6 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params-only", action="store_true",
                    help="only rewrite the stage's params section of dvc.lock from --params")
     return parser
+
+
+def run_command(argv: Sequence[str]) -> None:
+    """Run one ``rsdino`` command line here, letting its errors propagate (each task of a SLURM job)."""
+    args = build_parser().parse_args(list(argv))
+    args.func(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

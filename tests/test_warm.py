@@ -16,8 +16,9 @@ RSDINO = str(Path(sys.executable).parent / "rsdino")
 def server(tmp_path):
     """A warm server preloading nothing (fast to start), on a socket in tmp_path."""
     socket_path = tmp_path / "s.sock"
-    process = subprocess.Popen([sys.executable, "-c", "import sys; from rsdino.launch.warm import serve; "
-                                "serve(sys.argv[1], preload=())", str(socket_path)])
+    code = ("import sys; from rsdino.cli import main; from rsdino.launch.warm import serve; "
+            "serve(sys.argv[1], main, preload=())")
+    process = subprocess.Popen([sys.executable, "-c", code, str(socket_path)])
     for _ in range(200):
         if socket_path.exists():
             break

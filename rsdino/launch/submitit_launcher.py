@@ -5,7 +5,8 @@ the job's log as it grows, and returns when the job ends, or raises ``SlurmJobEr
 job's own error. Inside the job (``PretrainJob``) each task sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` from submitit's job environment and runs the
 same ``rsdino pretrain`` code path as a local run (``rsdino.train.pretrain`` initialises
-``torch.distributed`` from these variables).
+``torch.distributed`` from these variables): the CLI hands over the command line and the function
+that runs it (``rsdino.cli.run_command``, pickled by name), so this module does not import the CLI.
 
 Preemption and time-out: SLURM sends ``SIGUSR2`` (submitit's ``--signal=USR2@90``) to every task.
 submitit's own handler would call ``checkpoint()`` and requeue at once, in the middle of a training
@@ -180,12 +181,9 @@ def _checkpoint_step(argv: Sequence[str]) -> int | None:
         return None
 
 
-def _run_cli(argv: Sequence[str]) -> None:
-    """Run one ``rsdino`` subcommand, letting its errors propagate (so submitit records them)."""
-    from rsdino.cli import build_parser
-
-    args = build_parser().parse_args(list(argv))
-    args.func(args)
+#: Runs one ``rsdino`` command line in this process, letting its errors propagate (so submitit
+#: records them): ``rsdino.cli.run_command``.
+Command = Callable[[Sequence[str]], None]
 
 
 class PretrainJob(submitit.helpers.Checkpointable):
@@ -194,10 +192,12 @@ class PretrainJob(submitit.helpers.Checkpointable):
     Args:
         argv: the ``rsdino`` arguments run by every task (``["pretrain", "--variant", ...,
             "--launcher", "local"]``).
+        run: runs them (``rsdino.cli.run_command``; a module-level function, pickled by name).
     """
 
-    def __init__(self, argv: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], run: Command) -> None:
         self.argv = list(argv)
+        self.run = run
 
     def __call__(self) -> str:
         from rsdino.train.pretrain import TrainingInterrupted
@@ -214,7 +214,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
                   + (f"; resuming from the checkpoint at step {step}" if step is not None else ""),
                   flush=True)
         try:
-            _run_cli(_task_argv(self.argv, env.local_rank))
+            self.run(_task_argv(self.argv, env.local_rank))
         except TrainingInterrupted as stopped:
             if env.global_rank == 0 and handler.signalled:
                 print(f"rsdino: {stopped}; requeueing", file=sys.stderr, flush=True)
@@ -228,7 +228,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Resubmit the same command: the training resumes from ``checkpoints/last.pt``."""
-        return submitit.helpers.DelayedSubmission(PretrainJob(self.argv))
+        return submitit.helpers.DelayedSubmission(PretrainJob(self.argv, self.run))
 
 
 def new_folder(root: Path, name: str) -> Path:
@@ -237,12 +237,13 @@ def new_folder(root: Path, name: str) -> Path:
     return Path(root) / name / f"{stamp}-{os.getpid()}"
 
 
-def submit(argv: Sequence[str], resources: ResourceSettings, options: SlurmOptions,
+def submit(argv: Sequence[str], run: Command, resources: ResourceSettings, options: SlurmOptions,
            job_name: str) -> submitit.Job:
     """Submit ``rsdino <argv>`` as one SLURM job of ``nodes x tasks_per_node`` tasks.
 
     Args:
         argv: the ``rsdino`` arguments of every task.
+        run: the function that runs them in each task (``rsdino.cli.run_command``).
         resources: nodes, GPUs per node, CPUs per task, memory per node (MB) and time limit (min).
         options: partition, account, qos, tasks per node, extra sbatch options, the folder.
         job_name: the SLURM job name.
@@ -263,7 +264,7 @@ def submit(argv: Sequence[str], resources: ResourceSettings, options: SlurmOptio
         if getattr(options, key):
             params[key] = getattr(options, key)
     executor.update_parameters(**params)
-    return executor.submit(PretrainJob(argv))
+    return executor.submit(PretrainJob(argv, run))
 
 
 class _Tail:
@@ -317,10 +318,10 @@ def wait_streaming(job: submitit.Job, *, poll_s: float = 15.0, tick_s: float = 1
                             f"{job.paths.folder}):\n{error}") from error
 
 
-def run_on_slurm(argv: Sequence[str], resources: ResourceSettings, options: SlurmOptions, job_name: str,
-                 *, on_submit: Callable[[submitit.Job], None] | None = None) -> Any:
-    """Submit ``rsdino <argv>`` (``submit``), stream its log and wait for it (``wait_streaming``)."""
-    job = submit(argv, resources, options, job_name)
+def run_on_slurm(argv: Sequence[str], run: Command, resources: ResourceSettings, options: SlurmOptions,
+                 job_name: str, *, on_submit: Callable[[submitit.Job], None] | None = None) -> Any:
+    """Submit ``rsdino <argv>`` run by ``run`` (``submit``), stream its log and wait (``wait_streaming``)."""
+    job = submit(argv, run, resources, options, job_name)
     print(f"rsdino: submitted SLURM job {job.job_id} ({job_name}; folder {options.folder})", flush=True)
     if on_submit is not None:
         on_submit(job)

@@ -5,9 +5,10 @@ work; a DAG of a few hundred small jobs on one machine (the demo, the ``mini`` s
 most of its time there. ``serve`` imports them once and listens on a UNIX socket; ``rsdino <step>``
 (``rsdino.cli.main``) finds the socket through ``RSDINO_WARM_SOCKET`` and hands over its command
 line, working directory, environment and standard streams (file descriptors over the socket); the
-server forks, the fork runs the step exactly as the command line would, and its exit status comes
-back as the client's own. Signals sent to the client (snakemake stopping a job) are forwarded to
-the step.
+server forks, the fork runs the step exactly as the command line would (``rsdino serve`` passes the
+command's entry point, ``rsdino.cli.main``, to ``serve``: this module does not import the CLI), and
+its exit status comes back as the client's own. Signals sent to the client (snakemake stopping a
+job) are forwarded to the step.
 
 Nothing depends on it: without the variable, with no socket, or when the server cannot be reached,
 the step runs in its own process as always. The Snakefile starts a server for local runs only
@@ -25,15 +26,17 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SOCKET_ENV = "RSDINO_WARM_SOCKET"
 #: Imported once by the server (the costly part of every step's start).
-PRELOAD = ("torch", "torchvision", "timm", "mlflow", "rsdino.cli", "rsdino.tracking", "rsdino.data.registry",
+PRELOAD = ("torch", "torchvision", "timm", "mlflow", "rsdino.tracking", "rsdino.data.registry",
            "rsdino.train.pretrain", "rsdino.evaluate.run", "rsdino.evaluate.protocols", "rsdino.evaluate.knn",
            "rsdino.evaluate.dense", "rsdino.report.tables", "rsdino.report.plots")
 _HEADER = struct.Struct("!I")
+#: The step's entry point: ``rsdino <argv>`` -> exit status (``rsdino.cli.main``).
+Entry = Callable[[list[str]], int]
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -115,7 +118,7 @@ def run_warm(argv: Sequence[str]) -> int | None:
 # ------------------------------------------------------------------------------------------ server
 
 
-def _run_step(request: dict, fds: list[int]) -> None:
+def _run_step(request: dict, fds: list[int], entry: Entry) -> None:
     """In the step's own process: take over the client's streams, directory and environment; run."""
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
@@ -128,11 +131,9 @@ def _run_step(request: dict, fds: list[int]) -> None:
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    from rsdino.cli import main
-
     code = 1
     try:
-        code = main(request["argv"])
+        code = entry(request["argv"])
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:  # noqa: BLE001 - reported like an uncaught error of the command
@@ -149,7 +150,7 @@ def _run_step(request: dict, fds: list[int]) -> None:
     os._exit(code)  # not sys.exit: unwinding would run the server's own clean-up in this fork
 
 
-def _handle(conn: socket.socket) -> int:
+def _handle(conn: socket.socket, entry: Entry) -> int:
     """In a fork of the server: start the step, forward signals to it, report its exit status."""
     request, fds = _receive(conn, with_fds=True)
     if request is None or len(fds) != 3:
@@ -157,7 +158,7 @@ def _handle(conn: socket.socket) -> int:
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _run_step(request, fds)
+        _run_step(request, fds, entry)
     for fd in fds:
         os.close(fd)
     _send(conn, {"pid": pid})
@@ -176,8 +177,14 @@ def _handle(conn: socket.socket) -> int:
                 os.kill(pid, int(message["signal"]))
 
 
-def serve(path: Path, preload: Sequence[str] = PRELOAD) -> None:
-    """Import ``preload``, then fork a step for every client of the socket ``path`` (module docstring)."""
+def serve(path: Path, entry: Entry, preload: Sequence[str] = PRELOAD) -> None:
+    """Import ``preload``, then fork a step for every client of the socket ``path`` (module docstring).
+
+    Args:
+        path: the UNIX socket to listen on (replaced if it exists).
+        entry: runs one step in the fork, ``entry(argv) -> exit status`` (``rsdino.cli.main``).
+        preload: modules imported once, before the first fork.
+    """
     for module in preload:
         importlib.import_module(module)
     path = Path(path)
@@ -200,7 +207,7 @@ def serve(path: Path, preload: Sequence[str] = PRELOAD) -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 try:
-                    code = _handle(conn)
+                    code = _handle(conn, entry)
                 finally:
                     conn.close()
                 os._exit(code)

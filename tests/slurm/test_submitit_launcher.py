@@ -63,6 +63,23 @@ def test_parse_sbatch_options() -> None:
         parse_sbatch_options("-C a100")
 
 
+def test_the_job_carries_the_clis_runner_by_name_through_pickling_and_requeue() -> None:
+    """submitit pickles the job (and its requeue): the CLI's runner travels as a reference, not a copy."""
+    import pickle
+
+    import cloudpickle
+
+    from rsdino.cli import run_command
+    from rsdino.launch.submitit_launcher import PretrainJob
+
+    payload = cloudpickle.dumps(PretrainJob(["pretrain", "--variant", "v"], run_command))
+    job = pickle.loads(payload)
+    assert job.run is run_command and job.argv == ["pretrain", "--variant", "v"]
+    assert b"rsdino.cli" in payload and len(payload) < 1000
+    again = job.checkpoint().function
+    assert again.run is run_command and again.argv == job.argv
+
+
 # ---------------------------------------------------------------------------- the real SLURM
 
 
