@@ -9,13 +9,17 @@ Modules (import them directly; this package imports none of them):
 - ``stats``: streaming per-band mean and standard deviation.
 - ``prepare``: turn an extracted dataset into a prepared folder (splits, classes, stats, metadata).
 - ``scene``: ``SceneDataset``, the torch dataset over a prepared folder.
-- ``views``: band-aware multi-crop views (normalisation and crops) for self-distillation.
+- ``chips``: the chipped training store (a prepared split decoded once into memory maps).
+- ``bands``: band names matched across datasets (``match_bands``, aliases, subsets).
+- ``version``: a raw folder's data version (its DVC hash, else a digest of its content).
+- ``local``: a folder of the user's own images copied in as a scene-classification dataset.
 - ``fake``: generators of tiny fake datasets in the real on-disk layout (``FAKE_GENERATORS``).
 - ``catalog``: ``CATALOG``, the real layout (fake generator, known classes) of every declared dataset,
   and the "data missing: how to get it" message.
 - per task, a ``prepare_*`` function and a torch dataset over its prepared folder: ``seco``
-  (``TemporalSeriesDataset``), ``pairs`` (``S1S2PairDataset``), ``multilabel`` (BigEarthNet,
-  ``MultiLabelPatchDataset``), ``segmentation`` (LoveDA, Potsdam, Vaihingen tiles), ``change`` (OSCD),
+  (``TemporalSeriesDataset``), ``pairs`` (``S1S2PairDataset``, files paired by ``sen12mscrts``),
+  ``multilabel`` (BigEarthNet, ``MultiLabelPatchDataset``, labels and metadata read by
+  ``bigearthnet``), ``segmentation`` (LoveDA, Potsdam, Vaihingen tiles), ``change`` (OSCD),
   ``filelist`` (Million-AID + SkyScript, ``ImageListDataset``), ``fmow_dataset`` (fMoW-RGB,
   ``FmowDataset``, around the CSV preparation of ``fmow``); ``prepared`` holds their shared parts.
 - ``registry``: ``prepare_dataset`` and ``open_dataset`` for any task (re-exported here, imported lazily).
