@@ -9,6 +9,8 @@ CLI (and the launchers by each other). A failure lists every offending import wi
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,3 +181,13 @@ def test_relative_imports_resolve_to_modules() -> None:
     node = ast.parse("from ..io import write_json\nfrom . import catalog\n").body
     assert _target(node[0], "rsdino.models.backbones", False, "write_json") == "rsdino.io"
     assert _target(node[1], "rsdino.models", True, "catalog") == "rsdino.models.catalog"
+
+
+def test_the_catalogues_and_the_settings_are_torch_free() -> None:
+    """The settings validator and the Snakefile import them; torch would cost seconds per call."""
+    modules = sorted(CATALOGUES) + ["rsdino.config"]
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout
+    assert out.strip() == "False"
