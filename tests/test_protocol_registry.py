@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from rsdino.config import PROTOCOLS, ParamsError, load_params, parse_params
+from rsdino.config import PROTOCOLS, KnnEvaluation, ParamsError, load_params, parse_params
+from rsdino.config.evaluations import KnnFaissEvaluation
 from rsdino.report.readable import protocol_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,14 @@ def test_an_unregistered_protocol_is_one_line_naming_the_known_ones(tmp_path):
     line = next(line for line in str(error.value).splitlines() if "demo_knn" in line)
     assert f"{path}: evaluations.demo_knn: protocol: expected one of" in line
     assert all(name in line for name in NAMES)
+
+
+def test_settings_built_directly_are_checked_against_the_records():
+    assert KnnEvaluation(protocol="knn_patch_mean", dataset="d", variants=["v"]).protocol == "knn_patch_mean"
+    with pytest.raises(ValidationError, match="protocol 'knn' takes KnnEvaluation settings"):
+        KnnFaissEvaluation(protocol="knn", dataset="d", variants=["v"])
+    with pytest.raises(ValidationError, match="protocol 'knn_by_eye': expected one of knn, "):
+        KnnEvaluation(protocol="knn_by_eye", dataset="d", variants=["v"])
 
 
 def test_the_records_are_torch_free():

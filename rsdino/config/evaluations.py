@@ -2,7 +2,7 @@
 
 Each class holds its ``protocol`` name as a plain string: which class validates which name is the
 record of that protocol in ``rsdino.config.protocols`` (where ``EvaluationConfig`` is built). A
-protocol with settings of its own subclasses ``FrozenFeatureEvaluation`` (or ``StrictModel``) here;
+protocol with settings of its own subclasses ``FrozenFeatureEvaluation`` (or ``EvaluationSettings``) here;
 one with the settings of another names that class in its record (``knn_patch_mean``: ``KnnEvaluation``).
 """
 
@@ -10,12 +10,35 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsdino.config.base import StrictModel
 
 
-class FrozenFeatureEvaluation(StrictModel):
+class EvaluationSettings(StrictModel):
+    """What every evaluation's settings share: their ``protocol`` names a record of this class.
+
+    Params validation picks the class by the record (``rsdino.config.protocols``); settings built
+    directly are checked the same way.
+    """
+
+    @model_validator(mode="after")
+    def _protocol_of_this_class(self) -> EvaluationSettings:
+        from rsdino.config.protocols import PROTOCOLS
+
+        protocol = getattr(self, "protocol", None)
+        if protocol is None:
+            return self
+        record = PROTOCOLS.get(protocol)
+        if record is None:
+            raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        if not isinstance(self, record.settings):
+            raise ValueError(f"protocol {protocol!r} takes {record.settings.__name__} settings, "
+                             f"not {type(self).__name__}")
+        return self
+
+
+class FrozenFeatureEvaluation(EvaluationSettings):
     """What every evaluation on frozen backbone features shares.
 
     Features are extracted ``batch_size`` images at a time, resized to ``image_size`` (default:
@@ -147,7 +170,7 @@ class LinearDinov2Evaluation(FrozenFeatureEvaluation):
     published_protocol: str = "linear_dinov2"
 
 
-class FinetuneEvaluation(StrictModel):
+class FinetuneEvaluation(EvaluationSettings):
     """Full fine-tuning for scene classification: AdamW, layer-wise lr decay, flips and crops.
 
     The peak learning rate is ``lr x train_batch_size / 256`` with a linear warm-up then a cosine;
@@ -185,7 +208,7 @@ class RetrievalEvaluation(FrozenFeatureEvaluation):
     published_protocol: str = "retrieval"
 
 
-class AnalysesEvaluation(StrictModel):
+class AnalysesEvaluation(EvaluationSettings):
     """Property analyses on a few test images: PCA feature maps, feature matching, CLS attention."""
 
     protocol: str
@@ -199,7 +222,7 @@ class AnalysesEvaluation(StrictModel):
     seed: int = 0
 
 
-class MultilabelEvaluation(StrictModel):
+class MultilabelEvaluation(EvaluationSettings):
     """Multi-label classification (BigEarthNet): a linear head or full fine-tuning, micro AP.
 
     ``train_fraction`` is the share of the training split used (0.1 or 1.0 in DINO-MC);
@@ -221,7 +244,7 @@ class MultilabelEvaluation(StrictModel):
     published_protocol: str = "finetune_multilabel"
 
 
-class ChangeDetectionEvaluation(StrictModel):
+class ChangeDetectionEvaluation(EvaluationSettings):
     """OSCD change detection: a Siamese backbone, a light decoder, P/R/F1 of the change class."""
 
     protocol: str
@@ -237,7 +260,7 @@ class ChangeDetectionEvaluation(StrictModel):
     published_protocol: str = "change_detection"
 
 
-class SegmentationEvaluation(StrictModel):
+class SegmentationEvaluation(EvaluationSettings):
     """Semantic segmentation mIoU: a linear head on frozen patch tokens or a fine-tuned UPerNet head."""
 
     protocol: str

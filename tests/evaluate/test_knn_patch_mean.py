@@ -70,3 +70,37 @@ def test_knn_patch_mean_job_is_the_weighted_knn_of_the_mean_patch_token(tiny_vit
     assert [result["metrics"][key] for key in keys] == pytest.approx([expected[key] for key in keys])
     assert [cls[key] for key in keys] != [expected[key] for key in keys]  # the CLS token scores otherwise
     assert set(result["baselines"]["random_init"]) == set(result["metrics"])
+
+
+def test_an_evaluation_of_it_in_params_runs_through_its_record(tiny_vit_dir, tmp_path, monkeypatch):
+    """``protocol: knn_patch_mean`` in params.yaml: validated, dispatched, written as a metrics file."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from rsdino.config import parse_params
+    from rsdino.evaluate import run
+
+    path = Path(__file__).resolve().parents[2] / "params.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    knn = raw["evaluations"]["demo_knn"]
+    raw["evaluations"]["demo_knn_patch_mean"] = {"protocol": "knn_patch_mean", "dataset": knn["dataset"],
+                                                 "variants": knn["variants"], "ks": [1, 5], "batch_size": 8,
+                                                 "random_baseline": False}
+    params = parse_params(raw, source=path, scale="demo", preflight_checks=False)
+    settings = params.evaluations["demo_knn_patch_mean"]
+    parts = {"train": Blobs(24, 0), "test": Blobs(12, 1)}
+    monkeypatch.setattr(EvaluationContext, "open_part", lambda self, settings, part: parts[part])
+    monkeypatch.setattr(run, "evaluation_bands", lambda *args: None)  # an RGB model on 13-band data
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "metrics" / "demo_knn_patch_mean" / "v.json"
+    record = run.run_evaluation("demo_knn_patch_mean", settings, "demo_dino_vit",
+                                params.variants["demo_dino_vit"], model_dir=tiny_vit_dir, raw_dir=tmp_path,
+                                prepared_dir=tmp_path, out=out, params=params, tracker=NullTracker(),
+                                progress=False)
+    direct = run_knn_patch_mean(EvaluationContext(tiny_vit_dir, progress=False, datasets=parts), settings,
+                                NullTracker())
+    written = json.loads(out.read_text())
+    assert type(settings) is KnnEvaluation and written["protocol"] == "knn_patch_mean"
+    assert written["metrics"] == record["metrics"] == direct["metrics"]
