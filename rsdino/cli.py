@@ -105,10 +105,9 @@ def cmd_make_demo(args: argparse.Namespace) -> None:
 
 def cmd_download(args: argparse.Namespace) -> None:
     """Download (or copy) a dataset archive, verify its checksum and extract it safely."""
-    from rsdino.config import load_params
+    from rsdino.config import load_params, write_resolved
     from rsdino.data.download import download
     from rsdino.data.extract import extract_archives
-    from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     dataset = _dataset(params, args.dataset)
@@ -137,8 +136,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def _import_local(args: argparse.Namespace, params, source) -> None:  # noqa: ANN001
+    from rsdino.config import write_resolved
     from rsdino.data.local import LocalSourceError, import_local
-    from rsdino.workflow_support import write_resolved
 
     try:
         n = import_local(Path(source.local), args.out, list_file=source.list_file, resize=source.resize)
@@ -161,9 +160,8 @@ def cmd_track(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     """Split a downloaded dataset (seeded, per its task: ``rsdino.data.registry``); compute band stats."""
-    from rsdino.config import load_params
+    from rsdino.config import load_params, write_resolved
     from rsdino.data.registry import prepare_dataset
-    from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     dataset = _dataset(params, args.dataset)
@@ -188,7 +186,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     import os
     from contextlib import nullcontext
 
-    from rsdino.config import load_params
+    from rsdino.config import load_params, write_resolved
     from rsdino.data.chips import chipped
     from rsdino.data.registry import open_dataset
     from rsdino.data.version import data_version, data_version_tags
@@ -197,7 +195,6 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from rsdino.tracking import NullTracker, record_pretraining_run, resolve_tracking_uri
     from rsdino.train.checkpointing import output_lock
     from rsdino.train.pretrain import run_pretraining
-    from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     set_interval(params.progress.every_s)
@@ -396,7 +393,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     """Build the results tables (Markdown, CSV, coverage of the published numbers), summary and plots."""
     import json
 
-    from rsdino.config import load_params
+    from rsdino.config import load_params, write_resolved
     from rsdino.report.coverage import COVERAGE_FILE, coverage_lines
     from rsdino.report.plots import (
         TRAINING_CURVES,
@@ -406,7 +403,6 @@ def cmd_report(args: argparse.Namespace) -> None:
         plot_variant_curves,
     )
     from rsdino.report.tables import build_tables, write_summary
-    from rsdino.workflow_support import write_resolved
 
     params = load_params(args.params, args.scale)
     for path in args.metrics:

@@ -1,15 +1,15 @@
-"""Glue between rsdino and the tools around it: Snakemake profiles, DVC, resolved settings files."""
+"""Glue between rsdino and the tools around it: Snakemake profiles, DVC.
+
+Resolved settings files are written by ``rsdino.config.write_resolved``.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from rsdino.config import dump_resolved
 from rsdino.dvc_lock import DvcError, one_line_error, record_settings_file
-from rsdino.io import write_text
 
 PROFILE_NAMES = ("local", "slurm")
 #: A file inside every profile folder of ours, so that we never replace somebody else's profile.
@@ -102,7 +102,3 @@ def dvc_commit(stage: str, settings_file: str = "params.yaml") -> str:
     _check(_dvc("commit", "--force", stage), f"dvc commit {stage}")
     return record_settings_file(Path.cwd(), stage, settings_file)
 
-
-def write_resolved(settings: dict[str, Any], path: Path) -> Path:
-    """Write resolved settings (YAML) beside the outputs they produced."""
-    return write_text(path, dump_resolved(settings))

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from rsdino.cli import main
-from rsdino.evaluate import run
 from rsdino.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +35,7 @@ def project(tmp_path, monkeypatch):
         return out_dir / "model.safetensors"
 
     monkeypatch.setattr(pretrain, "run_pretraining", fake_pretraining)
-    monkeypatch.setitem(run.PROTOCOLS, "knn", lambda *args: {"metrics": {"top1_k20": 50.0}})
+    monkeypatch.setattr("rsdino.evaluate.knn.run_knn", lambda *args: {"metrics": {"top1_k20": 50.0}})
     return tmp_path
 
 

@@ -93,7 +93,7 @@ def test_a_failing_evaluation_keeps_its_old_sidecar(tmp_path, monkeypatch):
     def fails(*args, **kwargs):
         raise RuntimeError("the evaluation failed")
 
-    monkeypatch.setitem(run.PROTOCOLS, "knn_faiss", fails)
+    monkeypatch.setattr("rsdino.evaluate.protocols.run_knn_faiss", fails)
     monkeypatch.setattr(run, "evaluation_bands", lambda *args: None)
     monkeypatch.setattr(run, "evaluation_data_version", lambda *args: {})
     monkeypatch.setattr(run, "evaluation_tags", lambda version: {})

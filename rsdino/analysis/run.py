@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from rsdino.analysis.attention import plot_attention
 from rsdino.analysis.matching import mutual_nearest_neighbours, plot_matches
 from rsdino.analysis.pca import two_step_pca
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.tracking import Tracker
 
 
@@ -33,9 +34,20 @@ def _pca_figure(images: list[np.ndarray], rgb: torch.Tensor, out_png: Path) -> P
     return Path(out_png)
 
 
+def run_analyses(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
+    """Protocol ``analyses``: ``write_analyses`` on the test part of the split.
+
+    The PNGs go to ``context.artifact_dir`` (else ``<prepared_dir>/analyses``).
+    """
+    dataset = context.open_part(settings, "test")
+    out_dir = context.artifact_dir or Path(context.prepared_dir) / "analyses"
+    return write_analyses(context.model_dir, dataset, settings, tracker, out_dir=Path(out_dir),
+                          device=context.device)
+
+
 @torch.no_grad()
-def run_analyses(model_dir: Path, dataset: Dataset, settings: Any, tracker: Tracker, *, out_dir: Path,
-                 device: str | torch.device = "cpu") -> dict[str, Any]:
+def write_analyses(model_dir: Path, dataset: Dataset, settings: Any, tracker: Tracker, *, out_dir: Path,
+                   device: str | torch.device = "cpu") -> dict[str, Any]:
     """Write ``pca.png``, ``matches.png`` and ``attention_<i>.png`` to ``out_dir`` and log them.
 
     The first ``settings.n_images`` images of a seeded permutation of ``dataset`` are normalised with

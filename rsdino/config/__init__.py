@@ -2,18 +2,13 @@
 
 ``load_params(path, scale)`` (``rsdino.config.params``) returns a validated ``Params``; any problem
 raises ``ParamsError`` with one line per problem naming the file and the key path. The section
-models live in ``datasets``, ``variants``, ``evaluations`` and ``tables``; the names most callers
-need are re-exported here.
+models live in ``datasets``, ``variants``, ``evaluations`` (one record per protocol in
+``protocols``) and ``tables``; the names most callers need are re-exported here.
 """
 
 from rsdino.config.base import ParamsError, StrictModel
 from rsdino.config.datasets import DatasetConfig, SourceSettings, SplitSettings
-from rsdino.config.evaluations import (
-    EvaluationConfig,
-    FrozenFeatureEvaluation,
-    KnnEvaluation,
-    LinearEvaluation,
-)
+from rsdino.config.evaluations import FrozenFeatureEvaluation, KnnEvaluation, LinearEvaluation
 from rsdino.config.params import (
     Params,
     ScaleConfig,
@@ -21,7 +16,9 @@ from rsdino.config.params import (
     load_params,
     parse_params,
     settings_digest,
+    write_resolved,
 )
+from rsdino.config.protocols import PROTOCOLS, EvaluationConfig, Protocol
 from rsdino.config.tables import TableConfig
 from rsdino.config.variants import (
     DinoLossSettings,
@@ -34,8 +31,9 @@ from rsdino.config.variants import (
 from rsdino.config.views import CropSettings
 
 __all__ = [
-    "CropSettings", "DatasetConfig", "DinoLossSettings", "EvaluationConfig", "FrozenFeatureEvaluation",
-    "HeadSettings", "KnnEvaluation", "LinearEvaluation", "OptimSettings", "Params", "ParamsError",
-    "PublishedKey", "ResourceSettings", "ScaleConfig", "SourceSettings", "SplitSettings", "StrictModel",
-    "TableConfig", "VariantConfig", "dump_resolved", "load_params", "parse_params", "settings_digest",
+    "PROTOCOLS", "CropSettings", "DatasetConfig", "DinoLossSettings", "EvaluationConfig",
+    "FrozenFeatureEvaluation", "HeadSettings", "KnnEvaluation", "LinearEvaluation", "OptimSettings", "Params",
+    "ParamsError", "Protocol", "PublishedKey", "ResourceSettings", "ScaleConfig", "SourceSettings",
+    "SplitSettings", "StrictModel", "TableConfig", "VariantConfig", "dump_resolved", "load_params",
+    "parse_params", "settings_digest", "write_resolved",
 ]

@@ -1,19 +1,44 @@
-"""Settings of one evaluation (``evaluations.<name>`` in params.yaml), one class per protocol.
+"""Settings of one evaluation (``evaluations.<name>`` in params.yaml), one class per kind of protocol.
 
-Add a protocol: subclass ``FrozenFeatureEvaluation`` (or ``StrictModel``) with a ``protocol``
-literal and add it to the ``EvaluationConfig`` union at the end of this module.
+Each class holds its ``protocol`` name as a plain string: which class validates which name is the
+record of that protocol in ``rsdino.config.protocols`` (where ``EvaluationConfig`` is built). A
+protocol with settings of its own subclasses ``FrozenFeatureEvaluation`` (or ``EvaluationSettings``) here;
+one with the settings of another names that class in its record (``knn_patch_mean``: ``KnnEvaluation``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsdino.config.base import StrictModel
 
 
-class FrozenFeatureEvaluation(StrictModel):
+class EvaluationSettings(StrictModel):
+    """What every evaluation's settings share: their ``protocol`` names a record of this class.
+
+    Params validation picks the class by the record (``rsdino.config.protocols``); settings built
+    directly are checked the same way.
+    """
+
+    @model_validator(mode="after")
+    def _protocol_of_this_class(self) -> EvaluationSettings:
+        from rsdino.config.protocols import PROTOCOLS
+
+        protocol = getattr(self, "protocol", None)
+        if protocol is None:
+            return self
+        record = PROTOCOLS.get(protocol)
+        if record is None:
+            raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        if not isinstance(self, record.settings):
+            raise ValueError(f"protocol {protocol!r} takes {record.settings.__name__} settings, "
+                             f"not {type(self).__name__}")
+        return self
+
+
+class FrozenFeatureEvaluation(EvaluationSettings):
     """What every evaluation on frozen backbone features shares.
 
     Features are extracted ``batch_size`` images at a time, resized to ``image_size`` (default:
@@ -40,13 +65,15 @@ KNN_TIE_RULES: tuple[str, ...] = get_args(KnnTies)
 
 
 class KnnEvaluation(FrozenFeatureEvaluation):
-    """Weighted kNN on L2-normalised frozen CLS features (DINO protocol).
+    """Weighted kNN on L2-normalised frozen features (DINO protocol), of ``knn`` and ``knn_patch_mean``.
+
+    ``knn`` reads the CLS token, ``knn_patch_mean`` the mean patch token (``rsdino.evaluate.knn_patch_mean``).
 
     ``ties`` orders classes of equal score for top-5: ``smallest_label`` (deterministic) or
     ``torch_sort`` (DINO's code: torch's unstable sort, device-dependent).
     """
 
-    protocol: Literal["knn"]
+    protocol: str
     ks: list[int] = Field(default_factory=lambda: [10, 20, 100, 200])
     temperature: float = Field(0.07, gt=0)
     ties: KnnTies = "smallest_label"
@@ -71,7 +98,7 @@ class LinearEvaluation(FrozenFeatureEvaluation):
     seed's ``LogisticRegression(C=0.316, max_iter=1000)`` does.
     """
 
-    protocol: Literal["linear_logistic"]
+    protocol: str
     c: float = Field(1.0, gt=0)
     max_iter: int = Field(1000, ge=1)
     standardize: bool = True
@@ -81,7 +108,7 @@ class LinearEvaluation(FrozenFeatureEvaluation):
 class KnnFaissEvaluation(FrozenFeatureEvaluation):
     """Majority-vote kNN with a FAISS exact L2 index on raw CLS features (DINOv2-RS protocol)."""
 
-    protocol: Literal["knn_faiss"]
+    protocol: str
     k: int = Field(20, ge=1)
     published_protocol: str = "knn_faiss_majority_k20_90_10"
 
@@ -93,7 +120,7 @@ class MultiscaleKnnEvaluation(FrozenFeatureEvaluation):
     patch); ``native_size`` defaults to the height of the dataset's first training image.
     """
 
-    protocol: Literal["knn_multiscale"]
+    protocol: str
     scales: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.25, 0.125])
     native_size: int | None = Field(None, ge=1)
     k: int = Field(20, ge=1)
@@ -117,7 +144,7 @@ class LinearDinoEvaluation(FrozenFeatureEvaluation):
     lr 1e-5 x B / 256).
     """
 
-    protocol: Literal["linear_dino"]
+    protocol: str
     features: str = "auto"
     optimizer: Literal["sgd", "adamw"] = "sgd"
     epochs: int = Field(100, ge=1)
@@ -133,7 +160,7 @@ class LinearDinov2Evaluation(FrozenFeatureEvaluation):
     ``val_fraction`` of the training split (stratified, seeded) is held out to choose the head.
     """
 
-    protocol: Literal["linear_dinov2"]
+    protocol: str
     learning_rates: list[float] = Field(default_factory=lambda: [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3,
                                                                  2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1])
     n_blocks: list[int] = Field(default_factory=lambda: [1, 4])
@@ -143,7 +170,7 @@ class LinearDinov2Evaluation(FrozenFeatureEvaluation):
     published_protocol: str = "linear_dinov2"
 
 
-class FinetuneEvaluation(StrictModel):
+class FinetuneEvaluation(EvaluationSettings):
     """Full fine-tuning for scene classification: AdamW, layer-wise lr decay, flips and crops.
 
     The peak learning rate is ``lr x train_batch_size / 256`` with a linear warm-up then a cosine;
@@ -151,7 +178,7 @@ class FinetuneEvaluation(StrictModel):
     ``max_train_images`` caps the training split (a seeded subset) for cheap runs.
     """
 
-    protocol: Literal["finetune"]
+    protocol: str
     dataset: str
     split: str = "default"
     variants: list[str]
@@ -173,7 +200,7 @@ class FinetuneEvaluation(StrictModel):
 class RetrievalEvaluation(FrozenFeatureEvaluation):
     """Content-based retrieval: each test image queries the rest; precision@k and mAP; a PNG."""
 
-    protocol: Literal["retrieval"]
+    protocol: str
     index: Literal["flat", "ivfpq", "hnsw"] = "flat"
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
     n_plot_queries: int = Field(4, ge=1)
@@ -181,10 +208,10 @@ class RetrievalEvaluation(FrozenFeatureEvaluation):
     published_protocol: str = "retrieval"
 
 
-class AnalysesEvaluation(StrictModel):
+class AnalysesEvaluation(EvaluationSettings):
     """Property analyses on a few test images: PCA feature maps, feature matching, CLS attention."""
 
-    protocol: Literal["analyses"]
+    protocol: str
     dataset: str
     split: str = "default"
     variants: list[str]
@@ -195,7 +222,7 @@ class AnalysesEvaluation(StrictModel):
     seed: int = 0
 
 
-class MultilabelEvaluation(StrictModel):
+class MultilabelEvaluation(EvaluationSettings):
     """Multi-label classification (BigEarthNet): a linear head or full fine-tuning, micro AP.
 
     ``train_fraction`` is the share of the training split used (0.1 or 1.0 in DINO-MC);
@@ -203,7 +230,7 @@ class MultilabelEvaluation(StrictModel):
     ``published_name`` (``BigEarthNet-10%``).
     """
 
-    protocol: Literal["multilabel"]
+    protocol: str
     published_dataset: str | None = None
     dataset: str
     variants: list[str]
@@ -217,10 +244,10 @@ class MultilabelEvaluation(StrictModel):
     published_protocol: str = "finetune_multilabel"
 
 
-class ChangeDetectionEvaluation(StrictModel):
+class ChangeDetectionEvaluation(EvaluationSettings):
     """OSCD change detection: a Siamese backbone, a light decoder, P/R/F1 of the change class."""
 
-    protocol: Literal["change_detection"]
+    protocol: str
     dataset: str
     variants: list[str]
     image_size: int = Field(96, ge=8)
@@ -233,10 +260,10 @@ class ChangeDetectionEvaluation(StrictModel):
     published_protocol: str = "change_detection"
 
 
-class SegmentationEvaluation(StrictModel):
+class SegmentationEvaluation(EvaluationSettings):
     """Semantic segmentation mIoU: a linear head on frozen patch tokens or a fine-tuned UPerNet head."""
 
-    protocol: Literal["segmentation"]
+    protocol: str
     dataset: str
     variants: list[str]
     head: Literal["linear", "upernet"] = "upernet"
@@ -247,10 +274,3 @@ class SegmentationEvaluation(StrictModel):
     ignore_index: int | None = 255
     seed: int = 0
     published_protocol: str = "segmentation_224"
-
-
-EvaluationConfig = Annotated[
-    KnnEvaluation | LinearEvaluation | KnnFaissEvaluation | MultiscaleKnnEvaluation | LinearDinoEvaluation
-    | LinearDinov2Evaluation | FinetuneEvaluation | RetrievalEvaluation | AnalysesEvaluation
-    | MultilabelEvaluation | ChangeDetectionEvaluation | SegmentationEvaluation,
-    Field(discriminator="protocol")]

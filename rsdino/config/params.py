@@ -22,11 +22,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from rsdino.config.base import ParamsError, StrictModel
 from rsdino.config.datasets import DEFAULT_SPLIT, DatasetConfig
-from rsdino.config.evaluations import EvaluationConfig
 from rsdino.config.extraction import ExtractionSettings
+from rsdino.config.protocols import EvaluationConfig
 from rsdino.config.scales import resolve_scale
 from rsdino.config.tables import TableConfig
 from rsdino.config.variants import VariantConfig
+from rsdino.io import write_text
 
 
 class EvaluationResources(StrictModel):
@@ -279,3 +280,8 @@ def load_params(path: str | Path = "params.yaml", scale: str | None = None, *,
 def dump_resolved(settings: dict[str, Any]) -> str:
     """YAML text of resolved settings, written beside the outputs they produced."""
     return yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
+
+
+def write_resolved(settings: dict[str, Any], path: Path) -> Path:
+    """Write resolved settings (YAML, ``dump_resolved``) atomically beside the outputs they produced."""
+    return write_text(path, dump_resolved(settings))

@@ -8,10 +8,11 @@ evaluations and returns one line per problem, naming the variant and/or the eval
   and every evaluation dataset has every band each of its variants trains on;
 * sizes: every crop of a ViT without ``dynamic_img_pad`` is a multiple of its patch, and so is the
   image size of every evaluation of it (and every tile size a dense evaluation uses);
-* protocols against backbone kinds: ``analyses`` reads ViT attention and patch tokens, and
-  segmentation heads read a ViT's patch grid;
+* protocols against backbone kinds: a protocol whose record (``rsdino.config.protocols``) says
+  ``vit_only`` (``analyses``: ViT attention and patch tokens; segmentation heads: a ViT's patch grid)
+  needs a ViT;
 * the data a method or protocol needs: DINO-TP's temporal views need a ``temporal_series`` dataset,
-  the multimodal method S1/S2 pairs, an evaluation labels of the right kind;
+  the multimodal method S1/S2 pairs, an evaluation labels of the right kind (its record's ``tasks``);
 * batch sizes against split sizes, for the datasets already prepared with today's settings
   (``<data>/prepared/<name>``): a pretraining batch larger than the training split gives no step
   at all, and a network trained on one item meets BatchNorm with a batch of one.
@@ -26,24 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rsdino.config.protocols import PROTOCOLS
 from rsdino.data.bands import BandMismatchError, match_bands
 from rsdino.models.catalog import backbone_entry
 
-#: Tasks whose items are labelled images (one class each): what the scene protocols read.
-LABELLED_IMAGES = ("scene_classification", "fmow")
-#: protocol -> the dataset tasks it can evaluate on (it needs their labels).
-PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
-    **{protocol: LABELLED_IMAGES for protocol in (
-        "knn", "linear_logistic", "knn_faiss", "knn_multiscale", "linear_dino", "linear_dinov2", "finetune",
-        "retrieval", "analyses")},
-    "multilabel": ("multilabel",),
-    "change_detection": ("change_detection",),
-    "segmentation": ("segmentation",),
-}
-#: Protocols that train a network on the evaluation data (BatchNorm in heads and CNN backbones).
-TRAINING_PROTOCOLS = ("finetune", "multilabel", "change_detection", "segmentation")
-#: Protocols that need a ViT backbone (attention maps, patch-token grids).
-VIT_ONLY_PROTOCOLS = ("analyses", "segmentation")
+#: Dataset tasks cut into tiles (``datasets.<name>.tile_sizes``): those the tiled protocols read.
+TILED_TASKS = frozenset(task for protocol in PROTOCOLS.values() if protocol.tiled for task in protocol.tasks)
 
 
 def trained_bands(params: Any, variant_name: str) -> list[str]:
@@ -127,18 +116,18 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
     evaluation = params.evaluations[name]
     data = params.datasets[evaluation.dataset]
     where = f"evaluations.{name}"
-    tasks = PROTOCOL_TASKS.get(evaluation.protocol)
-    if tasks is not None and data.task not in tasks:
+    protocol = PROTOCOLS[evaluation.protocol]
+    tasks = protocol.tasks
+    if data.task not in tasks:
         yield (f"{where}: protocol {evaluation.protocol} needs a {' or '.join(tasks)} dataset (labels); "
                f"{evaluation.dataset} is {data.task}")
     size = getattr(evaluation, "image_size", None)
-    if evaluation.protocol in ("segmentation", "change_detection") and size not in data.tile_sizes \
-            and data.task in ("segmentation", "change_detection"):
+    if protocol.tiled and size not in data.tile_sizes and data.task in TILED_TASKS:
         yield (f"{where}.image_size: {size} is not one of the tile sizes {data.tile_sizes} of "
                f"{evaluation.dataset} (datasets.{evaluation.dataset}.tile_sizes)")
     n_train = _split_sizes(params, evaluation.dataset).get("train")
     fraction = getattr(evaluation, "train_fraction", 1.0)
-    if n_train is not None and evaluation.protocol in TRAINING_PROTOCOLS and round(fraction * n_train) < 2:
+    if n_train is not None and protocol.trains and round(fraction * n_train) < 2:
         yield (f"{where}: trains a network on {round(fraction * n_train)} item(s) of {evaluation.dataset} "
                f"({fraction:g} of {n_train}); BatchNorm needs batches of at least 2")
     for variant_name in evaluation.variants:
@@ -154,7 +143,7 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
         if strict and patch and size and size % patch:
             yield (f"{pair}: image_size {size} is not a multiple of the patch size {patch} of "
                    f"{variant.backbone}")
-        if evaluation.protocol in VIT_ONLY_PROTOCOLS and backbone_entry(variant.backbone).family != "vit":
+        if protocol.vit_only and backbone_entry(variant.backbone).family != "vit":
             yield (f"{pair}: protocol {evaluation.protocol} needs a ViT (patch tokens), "
                    f"{variant.backbone} is a {backbone_entry(variant.backbone).family}")
 

@@ -1,9 +1,8 @@
 """Evaluation protocols on frozen or fine-tuned backbones; see docs/architecture.md.
 
-``run.PROTOCOLS`` maps each protocol name of params.yaml to its runner: ``knn`` (DINO weighted
-kNN), ``knn_faiss`` (DINOv2-RS majority vote), ``knn_multiscale`` (SatDINO), ``linear_logistic``,
-``linear_dino``, ``linear_dinov2``, ``finetune``, ``retrieval``, ``analyses`` (``rsdino.analysis``),
-``multilabel``, ``change_detection`` and ``segmentation`` (``dense``).
+``rsdino.config.protocols.PROTOCOLS`` holds one record per protocol name of params.yaml, naming
+its runner ``run(context, settings, tracker)`` in this package (``context.EvaluationContext``);
+``run.run_evaluation`` runs one and writes its metrics file.
 """
 
 from rsdino.evaluate.features import extract_feature_sets, extract_features

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.metrics import change_detection_scores, mean_iou, multilabel_average_precision
 from rsdino.evaluate.tokens import is_vit, last_blocks, patch_tokens
 from rsdino.progress import track
@@ -402,3 +403,23 @@ def run_dense_protocol(kind: str, settings: Any, model_dir: Path, raw_dir: Path,
         metrics = train_multilabel(backbone, train, test, n_labels=n_labels, mode=settings.mode, **common)
     tracker.log_metrics(metrics)
     return {"metrics": metrics, "baselines": {}}
+
+
+def run_multilabel(context: EvaluationContext, settings: Any, tracker: Any) -> dict[str, Any]:
+    """Protocol ``multilabel``: ``run_dense_protocol`` on the context's dataset."""
+    return _run_dense("multilabel", context, settings, tracker)
+
+
+def run_change_detection(context: EvaluationContext, settings: Any, tracker: Any) -> dict[str, Any]:
+    """Protocol ``change_detection``: ``run_dense_protocol`` on the context's dataset."""
+    return _run_dense("change_detection", context, settings, tracker)
+
+
+def run_segmentation(context: EvaluationContext, settings: Any, tracker: Any) -> dict[str, Any]:
+    """Protocol ``segmentation``: ``run_dense_protocol`` on the context's dataset."""
+    return _run_dense("segmentation", context, settings, tracker)
+
+
+def _run_dense(kind: str, context: EvaluationContext, settings: Any, tracker: Any) -> dict[str, Any]:
+    return run_dense_protocol(kind, settings, context.model_dir, context.raw_dir, context.prepared_dir,
+                              tracker, device=context.device, progress=context.progress, bands=context.bands)

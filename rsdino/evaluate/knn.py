@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from rsdino.config import KnnEvaluation
 from rsdino.config.evaluations import KNN_TIE_RULES
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.features import FeaturesFn, extract_features, with_dataset_statistics
 from rsdino.tracking import Tracker
 
@@ -319,3 +320,11 @@ def run_knn_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset: Da
                                     out_dir / f"confusion_knn_k{k_plot}.png", title)
         tracker.log_artifact(png)
     return result
+
+
+def run_knn(context: EvaluationContext, settings: KnnEvaluation, tracker: Tracker) -> dict[str, Any]:
+    """Protocol ``knn``: ``run_knn_evaluation`` on the CLS features of the train/test parts of the split."""
+    train = context.open_part(settings, "train")
+    test = context.open_part(settings, "test")
+    return run_knn_evaluation(context.model_dir, train, test, settings, tracker, device=context.device,
+                              progress=context.progress)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rsdino.config import LinearEvaluation
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.features import extract_features, with_dataset_statistics
 from rsdino.evaluate.knn import _load_backbone, _n_classes, _random_backbone
 from rsdino.evaluate.linear import logistic_regression_probe
@@ -53,3 +54,12 @@ def run_linear_evaluation(model_dir: Path, train_dataset: Dataset, test_dataset:
         result["baselines"]["random_init"] = baseline
         tracker.log_metrics({f"random_init/{key}": value for key, value in baseline.items()})
     return result
+
+
+def run_linear_logistic(context: EvaluationContext, settings: LinearEvaluation,
+                        tracker: Tracker) -> dict[str, Any]:
+    """Protocol ``linear_logistic``: ``run_linear_evaluation`` on the train/test parts of the split."""
+    train = context.open_part(settings, "train")
+    test = context.open_part(settings, "test")
+    return run_linear_evaluation(context.model_dir, train, test, settings, tracker, device=context.device,
+                                 progress=context.progress)

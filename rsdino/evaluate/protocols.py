@@ -1,10 +1,12 @@
 """Evaluation jobs of the frozen-feature protocols beyond the DINO weighted kNN and logistic probe.
 
-Each ``run_*`` function evaluates the backbone of one model folder on a scene dataset (train/test
-splits, items ``{"image", "label"}``) with the settings of one ``evaluations.<name>`` entry and
-returns ``{"metrics": {...}, "baselines": {"random_init": {...}}}`` (accuracies in percent),
-logging to the tracker. Features come from ``extract_feature_sets`` (cached, when a ``cache_dir`` is
-given, under a key of the weights, split files, statistics and transform: ``feature_cache``).
+Each ``run_*`` function is a protocol runner, ``run(context, settings, tracker)``
+(``rsdino.config.protocols``): it evaluates the backbone of ``context.model_dir`` on the train/test
+parts of a scene dataset (items ``{"image", "label"}``, ``feature_source``) with the settings of one
+``evaluations.<name>`` entry and returns ``{"metrics": {...}, "baselines": {"random_init": {...}}}``
+(accuracies in percent), logging to the tracker. Features come from ``extract_feature_sets``
+(cached, when a ``cache_dir`` is given, under a key of the weights, split files, statistics and
+transform: ``feature_cache``).
 
 * ``knn_faiss``: DINOv2-RS majority-vote kNN (``rsdino.evaluate.knn.majority_knn_faiss``).
 * ``knn_multiscale``: SatDINO multi-scale weighted kNN (``multiscale_sizes``).
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from rsdino.evaluate.context import EvaluationContext, cache_name
 from rsdino.evaluate.feature_cache import build_record, cache_key
 from rsdino.evaluate.features import extract_feature_sets, with_dataset_statistics
 from rsdino.evaluate.knn import _load_backbone, _n_classes, _random_backbone, majority_knn_faiss, weighted_knn
@@ -91,6 +94,17 @@ class FeatureSource:
         return _random_backbone(self.meta, seed)
 
 
+def feature_source(context: EvaluationContext, settings: Any) -> FeatureSource:
+    """The ``FeatureSource`` of an evaluation job: the train/test parts of its split, its cache."""
+    datasets = {part: context.open_part(settings, part) for part in ("train", "test")}
+    source = FeatureSource(context.model_dir, datasets, dataset_name=cache_name(settings),
+                           batch_size=getattr(settings, "batch_size", 64),
+                           image_size=getattr(settings, "image_size", None), device=context.device,
+                           progress=context.progress, cache_dir=context.cache_dir)
+    source.native_size = context.native_size
+    return source
+
+
 def _with_baseline(source: FeatureSource, evaluate: Evaluate, settings: Any,
                    tracker: Tracker) -> dict[str, Any]:
     metrics = evaluate(source.model, "pretrained")
@@ -106,8 +120,9 @@ def _with_baseline(source: FeatureSource, evaluate: Evaluate, settings: Any,
 # ---------------------------------------------------------------------------------- kNN variants
 
 
-def run_knn_faiss(source: FeatureSource, settings: Any, tracker: Tracker) -> dict[str, Any]:
+def run_knn_faiss(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     """DINOv2-RS kNN: FAISS L2 on raw CLS features, majority vote among k (``top1_k<k>``)."""
+    source = feature_source(context, settings)
 
     def evaluate(model: nn.Module, _: str) -> dict[str, float]:
         train_x, train_y = source.features(model, "train", ["cls"])
@@ -138,11 +153,12 @@ def multiscale_sizes(native_size: int, patch_size: int, scales: Sequence[float])
     return [max(patch_size, int(math.floor(s * native_size / patch_size)) * patch_size) for s in scales]
 
 
-def run_knn_multiscale(source: FeatureSource, settings: Any, tracker: Tracker) -> dict[str, Any]:
+def run_knn_multiscale(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     r"""SatDINO multi-scale kNN: weighted kNN (k, T) at every scale, top-1 averaged.
 
     Metrics: ``top1_s<size>`` per scale and ``top1`` :math:`= \frac{1}{S} \sum_i \mathrm{top1}(s_i)`.
     """
+    source = feature_source(context, settings)
     native = settings.native_size or source.native_size or int(source.datasets["train"][0]["image"].shape[-2])
     sizes = multiscale_sizes(native, patch_size_of(source.model), settings.scales)
     tracker.log_params({"multiscale_sizes": sizes})
@@ -179,8 +195,9 @@ def dino_feature_variant(model: nn.Module, requested: str) -> str:
     return "cls_n4" if width <= 384 else "cls_n1_avgpool"
 
 
-def run_linear_dino(source: FeatureSource, settings: Any, tracker: Tracker) -> dict[str, Any]:
+def run_linear_dino(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     """DINO linear probe on cached features (``top1``, ``top5``)."""
+    source = feature_source(context, settings)
     variant = dino_feature_variant(source.model, settings.features)
     tracker.log_params({"linear_dino_features": variant})
 
@@ -215,8 +232,9 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return torch.nonzero(mask).flatten(), held_out
 
 
-def run_linear_dinov2(source: FeatureSource, settings: Any, tracker: Tracker) -> dict[str, Any]:
+def run_linear_dinov2(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     """DINOv2 linear grid on cached features; head chosen on a held-out part of the training split."""
+    source = feature_source(context, settings)
     variants = [f"cls_n{n}{suffix}" for n in settings.n_blocks for suffix in ("", "_avgpool")]
 
     def evaluate(model: nn.Module, kind: str) -> dict[str, float]:
@@ -237,14 +255,16 @@ def run_linear_dinov2(source: FeatureSource, settings: Any, tracker: Tracker) ->
 # ---------------------------------------------------------------------------------------- retrieval
 
 
-def run_retrieval(source: FeatureSource, settings: Any, tracker: Tracker,
-                  artifact_dir: Path | None = None) -> dict[str, Any]:
+def run_retrieval(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     """Retrieval on the test split: every image queries the others.
 
     Metrics ``precision_at_<k>`` and ``map`` in percent; a PNG of the first ``n_plot_queries``
-    queries with their nearest neighbours.
+    queries with their nearest neighbours, in ``context.artifact_dir`` when given.
     """
     from rsdino.evaluate.retrieval import build_index, evaluate_retrieval, plot_retrieval_grid, retrieve
+
+    source = feature_source(context, settings)
+    artifact_dir = context.artifact_dir
 
     def evaluate(model: nn.Module, kind: str) -> dict[str, float]:
         x, y = source.features(model, "test", ["cls"])
@@ -272,8 +292,9 @@ def run_retrieval(source: FeatureSource, settings: Any, tracker: Tracker,
 # -------------------------------------------------------------------------------------- fine-tuning
 
 
-def run_finetune(source: FeatureSource, settings: Any, tracker: Tracker) -> dict[str, Any]:
+def run_finetune(context: EvaluationContext, settings: Any, tracker: Tracker) -> dict[str, Any]:
     """Full fine-tuning (``rsdino.evaluate.finetune.finetune_classifier``): ``top1``, ``top5``."""
+    source = feature_source(context, settings)
     from rsdino.evaluate.finetune import finetune_classifier
 
     train = source.datasets["train"]

@@ -1,133 +1,21 @@
 """Run one evaluation job: a registered protocol on one variant, written as one metrics file.
 
-``PROTOCOLS`` maps a protocol name (the ``protocol`` key of an evaluation in ``params.yaml``) to the
-function that computes it; adding a protocol is adding an entry here and a settings class in
-``rsdino.config``.
+The ``protocol`` key of an evaluation in ``params.yaml`` names its record in
+``rsdino.config.protocols.PROTOCOLS``; the record's runner, ``run(context, settings, tracker)``, gets
+an ``EvaluationContext`` (``rsdino.evaluate.context``) built here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rsdino.config import PROTOCOLS, write_resolved
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.provenance import evaluation_data_version, evaluation_tags
 from rsdino.io import write_json
 from rsdino.tracking import Tracker, git_commit
-
-
-def _open_part(settings: Any, raw_dir: Path, prepared_dir: Path, part: str,
-               context: dict[str, Any] | None) -> Any:
-    """Part ``part`` (``train``/``test``) of the evaluation's ``split`` of its dataset.
-
-    Opened through the task registry (``context["dataset_cfg"]``), so any labelled task works (scene
-    folders, fMoW); without a dataset config, as a scene-classification folder. Its bands are those
-    the model was trained on, matched by name (``context["bands"]``, ``rsdino.data.bands``).
-    """
-    from rsdino.data.registry import open_dataset
-    from rsdino.data.scene import SceneDataset
-    from rsdino.data.splits import DEFAULT_SPLIT, part_of
-
-    split = part_of(getattr(settings, "split", DEFAULT_SPLIT), part)
-    from rsdino.data.bands import select_bands_of
-
-    cfg = (context or {}).get("dataset_cfg")
-    dataset = SceneDataset(raw_dir, prepared_dir, split) if cfg is None else \
-        open_dataset(cfg, raw_dir, prepared_dir, split)
-    return select_bands_of(dataset, (context or {}).get("bands"))
-
-
-def _cache_name(settings: Any) -> str:
-    """The dataset's name in feature-cache keys: ``<dataset>`` or ``<dataset>.<split>`` for a named split."""
-    split = getattr(settings, "split", "default")
-    return settings.dataset if split == "default" else f"{settings.dataset}.{split}"
-
-
-def _knn(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
-         device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
-    from rsdino.evaluate.knn import run_knn_evaluation
-
-    train = _open_part(settings, raw_dir, prepared_dir, "train", context)
-    test = _open_part(settings, raw_dir, prepared_dir, "test", context)
-    return run_knn_evaluation(model_dir, train, test, settings, tracker, device=device, progress=progress)
-
-
-def _linear_logistic(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path,
-                     tracker: Tracker, device: str, progress: bool,
-                     context: dict[str, Any] | None = None) -> dict[str, Any]:
-    from rsdino.evaluate.probe import run_linear_evaluation
-
-    train = _open_part(settings, raw_dir, prepared_dir, "train", context)
-    test = _open_part(settings, raw_dir, prepared_dir, "test", context)
-    return run_linear_evaluation(model_dir, train, test, settings, tracker, device=device,
-                                 progress=progress)
-
-
-def _scene_source(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, device: str,
-                  progress: bool, context: dict[str, Any]) -> Any:
-    from rsdino.evaluate.protocols import FeatureSource
-
-    datasets = {part: _open_part(settings, raw_dir, prepared_dir, part, context)
-                for part in ("train", "test")}
-    source = FeatureSource(model_dir, datasets, dataset_name=_cache_name(settings),
-                           batch_size=getattr(settings, "batch_size", 64),
-                           image_size=getattr(settings, "image_size", None), device=device, progress=progress,
-                           cache_dir=context.get("cache_dir"))
-    source.native_size = context.get("native_size")
-    return source
-
-
-def _frozen(name: str) -> Callable[..., dict[str, Any]]:
-    """A runner of ``rsdino.evaluate.protocols.run_<name>`` on the train/test parts of the split."""
-
-    def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
-               device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
-        from rsdino.evaluate import protocols
-
-        context = context or {}
-        source = _scene_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context)
-        function = getattr(protocols, f"run_{name}")
-        if name == "retrieval":
-            return function(source, settings, tracker, artifact_dir=context.get("artifact_dir"))
-        return function(source, settings, tracker)
-
-    return runner
-
-
-def _analyses(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
-              device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
-    from rsdino.analysis.run import run_analyses
-
-    context = context or {}
-    dataset = _open_part(settings, raw_dir, prepared_dir, "test", context)
-    out_dir = context.get("artifact_dir") or Path(prepared_dir) / "analyses"
-    return run_analyses(model_dir, dataset, settings, tracker, out_dir=Path(out_dir), device=device)
-
-
-def _dense(kind: str) -> Callable[..., dict[str, Any]]:
-    """Runner of a dense or multi-label protocol (``rsdino.evaluate.dense``)."""
-
-    def runner(settings: Any, model_dir: Path, raw_dir: Path, prepared_dir: Path, tracker: Tracker,
-               device: str, progress: bool, context: dict[str, Any] | None = None) -> dict[str, Any]:
-        from rsdino.evaluate import dense
-
-        return dense.run_dense_protocol(kind, settings, model_dir, raw_dir, prepared_dir, tracker,
-                                        device=device, progress=progress,
-                                        bands=(context or {}).get("bands"))
-
-    return runner
-
-
-#: protocol name -> runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context);
-#: ``context`` holds ``artifact_dir``, ``cache_dir``, ``native_size`` and ``dataset_cfg`` (all optional).
-PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
-    "knn": _knn, "linear_logistic": _linear_logistic, "knn_faiss": _frozen("knn_faiss"),
-    "knn_multiscale": _frozen("knn_multiscale"), "linear_dino": _frozen("linear_dino"),
-    "linear_dinov2": _frozen("linear_dinov2"), "finetune": _frozen("finetune"),
-    "retrieval": _frozen("retrieval"), "analyses": _analyses, "multilabel": _dense("multilabel"),
-    "change_detection": _dense("change_detection"), "segmentation": _dense("segmentation"),
-}
 
 
 def evaluation_bands(params: Any, evaluation: str, variant: str,
@@ -175,21 +63,23 @@ def run_evaluation(name: str, settings: Any, variant_name: str, variant: Any, *,
     ``student/`` sub-folder (``rsdino.models.backbones.backbone_folder``).
     """
     from rsdino.models.backbones import backbone_folder
-    from rsdino.workflow_support import write_resolved
 
-    runner = PROTOCOLS.get(settings.protocol)
-    if runner is None:
+    protocol = PROTOCOLS.get(settings.protocol)
+    if protocol is None:
         raise ValueError(f"evaluations.{name}.protocol: no runner for {settings.protocol!r} "
                          f"(known: {', '.join(PROTOCOLS)})")
     model_dir = backbone_folder(model_dir, getattr(settings, "backbone", "teacher"))
-    context = {"artifact_dir": Path(out).with_name(Path(out).stem + "_artifacts"),
-               "cache_dir": Path(params.paths.data) / "features",
-               "native_size": getattr(params.datasets[settings.dataset], "native_size", None),
-               "dataset_cfg": params.datasets[settings.dataset],
-               "bands": evaluation_bands(params, name, variant_name, model_dir)}
+    dataset_cfg = params.datasets[settings.dataset]
+    context = EvaluationContext(model_dir=model_dir, raw_dir=raw_dir, prepared_dir=prepared_dir,
+                                device=device, progress=progress,
+                                artifact_dir=Path(out).with_name(Path(out).stem + "_artifacts"),
+                                cache_dir=Path(params.paths.data) / "features",
+                                native_size=getattr(dataset_cfg, "native_size", None),
+                                dataset_cfg=dataset_cfg,
+                                bands=evaluation_bands(params, name, variant_name, model_dir))
     data_version = evaluation_data_version(settings.dataset, raw_dir, model_dir)  # before it is read
     tracker.set_tags(evaluation_tags(data_version))
-    result = runner(settings, model_dir, raw_dir, prepared_dir, tracker, device, progress, context)
+    result = protocol.load_runner()(context, settings, tracker)
     record = {
         "evaluation": name,
         "protocol": settings.protocol,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rsdino.config.protocols import PROTOCOLS
+
 #: The papers behind the seeds' published numbers: seed file -> (title, arXiv id, note).
 PAPERS: dict[str, tuple[str, str, str]] = {
     "000_3c1603fd0c612d3c.txt": (
@@ -22,22 +24,6 @@ PAPERS: dict[str, tuple[str, str, str]] = {
     "004_2176149f1fd477e5.txt": (
         "SatDINO: A Deep Dive into Self-Supervised Pretraining for Remote Sensing", "2508.21402",
         "seed 004"),
-}
-
-#: How a protocol is named in a section heading.
-PROTOCOL_NAMES = {
-    "knn": "weighted kNN (DINO)",
-    "knn_faiss": "kNN, FAISS L2 majority vote (DINOv2-RS)",
-    "knn_multiscale": "multi-scale kNN (SatDINO)",
-    "linear_logistic": "logistic-regression linear probe",
-    "linear_dino": "linear probe (DINO)",
-    "linear_dinov2": "linear probe grid (DINOv2)",
-    "finetune": "fine-tuning",
-    "retrieval": "image retrieval",
-    "analyses": "feature analyses",
-    "multilabel": "multi-label fine-tuning",
-    "change_detection": "change detection",
-    "segmentation": "semantic segmentation",
 }
 
 #: The mark of a cell where the pretrained model does not beat its random-init baseline.
@@ -53,8 +39,9 @@ def cite(source: str) -> str:
 
 
 def protocol_name(protocol: str) -> str:
-    """The heading name of a protocol (its registry name when it has none)."""
-    return PROTOCOL_NAMES.get(protocol, protocol)
+    """The heading name of a protocol: its record's ``title`` (``rsdino.config.protocols``), else its name."""
+    record = PROTOCOLS.get(protocol)
+    return record.title if record is not None else protocol
 
 
 def beats_random_init(ours: float | None, random_init: float | None) -> bool | None:

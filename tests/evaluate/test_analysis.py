@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from rsdino.analysis import mutual_nearest_neighbours, principal_components, two_step_pca
 from rsdino.analysis.run import run_analyses
 from rsdino.config.evaluations import AnalysesEvaluation
-from rsdino.evaluate.run import PROTOCOLS
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.tracking import NullTracker
 
 torch.set_num_threads(1)
@@ -63,8 +63,8 @@ class Scenes(Dataset):
 def test_analyses_job_writes_and_logs_pngs(tiny_vit_dir, tmp_path):
     settings = AnalysesEvaluation(protocol="analyses", dataset="d", variants=["t"], n_images=4)
     tracker = NullTracker()
-    assert "analyses" in PROTOCOLS
-    result = run_analyses(tiny_vit_dir, Scenes(), settings, tracker, out_dir=tmp_path / "out")
+    context = EvaluationContext(tiny_vit_dir, datasets={"test": Scenes()}, artifact_dir=tmp_path / "out")
+    result = run_analyses(context, settings, tracker)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["attention_0.png", "attention_1.png", "matches.png", "pca.png"]
     assert 0.0 < result["metrics"]["foreground_fraction"] <= 1.0

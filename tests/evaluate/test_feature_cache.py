@@ -14,8 +14,9 @@ from rsdino.data.extract import extract_archive
 from rsdino.data.fake import FAKE_GENERATORS
 from rsdino.data.registry import prepare_dataset
 from rsdino.data.scene import SceneDataset
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.feature_cache import RECORD_FILE, cache_key, dataset_identity
-from rsdino.evaluate.protocols import FeatureSource, run_knn_faiss
+from rsdino.evaluate.protocols import feature_source, run_knn_faiss
 from rsdino.models.backbones import backbone_spec, build_backbone, export_backbone
 from rsdino.tracking import NullTracker
 
@@ -41,11 +42,11 @@ def prepared(tmp_path_factory):
 
 def _knn(raw, prepared_dir, model_dir, cache_dir):
     datasets = {part: SceneDataset(raw, prepared_dir, part) for part in ("train", "test")}
-    source = FeatureSource(model_dir, datasets, dataset_name="demo_eurosat", batch_size=32, progress=False,
-                           cache_dir=cache_dir)
+    job = EvaluationContext(model_dir, progress=False, cache_dir=cache_dir, datasets=datasets)
     settings = KnnFaissEvaluation(protocol="knn_faiss", dataset="demo_eurosat", variants=["t"], k=5,
-                                  random_baseline=False)
-    result = run_knn_faiss(source, settings, NullTracker())
+                                  batch_size=32, random_baseline=False)
+    result = run_knn_faiss(job, settings, NullTracker())
+    source = feature_source(job, settings)
     _, test_labels = source.features(source.model, "test", ["cls"])
     return result["metrics"], test_labels.tolist(), datasets["test"].labels
 

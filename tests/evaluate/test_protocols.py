@@ -16,11 +16,12 @@ from rsdino.config.evaluations import (
     MultiscaleKnnEvaluation,
     RetrievalEvaluation,
 )
+from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.feature_cache import canonical
 from rsdino.evaluate.features import extract_feature_sets
 from rsdino.evaluate.protocols import (
-    FeatureSource,
     dino_feature_variant,
+    feature_source,
     multiscale_sizes,
     run_finetune,
     run_knn_faiss,
@@ -30,7 +31,6 @@ from rsdino.evaluate.protocols import (
     run_retrieval,
     stratified_split,
 )
-from rsdino.evaluate.run import PROTOCOLS
 from rsdino.tracking import NullTracker
 
 
@@ -53,17 +53,18 @@ class Blobs(Dataset):
 COMMON = {"dataset": "d", "variants": ["t"], "batch_size": 8}
 
 
+def context(model_dir, tmp_path=None, n_classes=2, artifact_dir=None):
+    """A job on in-memory train/test parts (the runners open them through ``open_part``)."""
+    return EvaluationContext(model_dir, progress=False, artifact_dir=artifact_dir,
+                             cache_dir=None if tmp_path is None else tmp_path / "cache",
+                             datasets={"train": Blobs(24, 0, n_classes=n_classes),
+                                       "test": Blobs(12, 1, n_classes=n_classes)})
+
+
 def source(model_dir, tmp_path=None, n_classes=2):
-    return FeatureSource(model_dir, {"train": Blobs(24, 0, n_classes=n_classes),
-                                     "test": Blobs(12, 1, n_classes=n_classes)},
-                         dataset_name="d", batch_size=8, progress=False,
-                         cache_dir=None if tmp_path is None else tmp_path / "cache")
-
-
-def test_every_protocol_is_registered():
-    assert {"knn", "knn_faiss", "knn_multiscale", "linear_logistic", "linear_dino", "linear_dinov2",
-            "finetune", "retrieval", "analyses", "multilabel", "change_detection",
-            "segmentation"} <= set(PROTOCOLS)
+    """The ``FeatureSource`` the runners build for ``context(...)`` and ``COMMON`` settings."""
+    return feature_source(context(model_dir, tmp_path, n_classes),
+                          KnnFaissEvaluation(protocol="knn_faiss", **COMMON))
 
 
 def test_multiscale_sizes_floor_to_patch_multiples():
@@ -77,7 +78,7 @@ def test_multiscale_sizes_floor_to_patch_multiples():
 def test_knn_faiss_job_matches_a_direct_majority_vote(tiny_vit_dir):
     src = source(tiny_vit_dir)
     settings = KnnFaissEvaluation(protocol="knn_faiss", k=5, **COMMON)
-    result = run_knn_faiss(src, settings, NullTracker())
+    result = run_knn_faiss(context(tiny_vit_dir), settings, NullTracker())
     train, train_y = src.features(src.model, "train", ["cls"])
     test, test_y = src.features(src.model, "test", ["cls"])
     distances = torch.cdist(test["cls"].double(), train["cls"].double())
@@ -89,10 +90,9 @@ def test_knn_faiss_job_matches_a_direct_majority_vote(tiny_vit_dir):
 
 
 def test_multiscale_knn_averages_the_scales(tiny_vit_dir):
-    src = source(tiny_vit_dir)
     settings = MultiscaleKnnEvaluation(protocol="knn_multiscale", scales=[1.0, 0.5], k=5,
                                        random_baseline=False, **COMMON)
-    metrics = run_knn_multiscale(src, settings, NullTracker())["metrics"]
+    metrics = run_knn_multiscale(context(tiny_vit_dir), settings, NullTracker())["metrics"]
     assert set(metrics) == {"top1_s16", "top1_s8", "top1"}
     assert metrics["top1"] == pytest.approx((metrics["top1_s16"] + metrics["top1_s8"]) / 2)
 
@@ -108,7 +108,7 @@ def test_dino_feature_choice_follows_the_width():
 
 
 def test_linear_dino_and_dinov2_jobs_separate_easy_classes(tiny_vit_dir):
-    src = source(tiny_vit_dir)
+    src = context(tiny_vit_dir)
     dino = LinearDinoEvaluation(protocol="linear_dino", epochs=30, base_lr=0.5, train_batch_size=8,
                                 random_baseline=False, **COMMON)
     assert run_linear_dino(src, dino, NullTracker())["metrics"]["top1"] == 100.0
@@ -159,18 +159,18 @@ def test_feature_cache_is_reused_and_resumes(tiny_vit_dir, tmp_path):
 
 
 def test_retrieval_job_scores_and_draws(tiny_vit_dir, tmp_path):
-    src = source(tiny_vit_dir)
     settings = RetrievalEvaluation(protocol="retrieval", ks=[1, 3], n_plot_queries=2, n_plot_neighbours=3,
                                    random_baseline=False, **COMMON)
     tracker = NullTracker()
-    metrics = run_retrieval(src, settings, tracker, artifact_dir=tmp_path / "art")["metrics"]
+    metrics = run_retrieval(context(tiny_vit_dir, artifact_dir=tmp_path / "art"), settings,
+                            tracker)["metrics"]
     assert set(metrics) == {"precision_at_1", "precision_at_3", "map"}
     assert all(0.0 <= v <= 100.0 for v in metrics.values())
     assert (tmp_path / "art" / "retrieval.png").stat().st_size > 1000
 
 
 def test_finetune_job_learns_the_classes(tiny_vit_dir):
-    src = source(tiny_vit_dir, n_classes=2)
+    src = context(tiny_vit_dir, n_classes=2)
     settings = FinetuneEvaluation(protocol="finetune", dataset="d", variants=["t"], epochs=6, lr=5e-2,
                                   warmup_epochs=1, train_batch_size=8, batch_size=8, layer_decay=0.75)
     metrics = run_finetune(src, settings, NullTracker())["metrics"]
@@ -188,11 +188,11 @@ def test_run_evaluation_writes_the_metrics_file_of_a_new_protocol(tiny_vit_dir, 
     monkeypatch.chdir(tmp_path)
     captured = {}
 
-    def fake_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context):
-        captured.update(context)
-        return source(model_dir, tmp_path)
+    def fake_part(self, settings, part):
+        captured.update(vars(self))
+        return {"train": Blobs(24, 0), "test": Blobs(12, 1)}[part]
 
-    monkeypatch.setattr(run, "_scene_source", fake_source)
+    monkeypatch.setattr(EvaluationContext, "open_part", fake_part)
     monkeypatch.setattr(run, "evaluation_bands", lambda *args: None)  # an RGB model on 13-band data
     out = tmp_path / "metrics" / "demo_retrieval" / "v.json"
     record = run.run_evaluation("demo_retrieval", params.evaluations["demo_retrieval"], "demo_dino_vit",
@@ -227,17 +227,17 @@ def test_student_backbone_setting_reads_the_student_folder(tiny_vit_dir, tmp_pat
                                       **{**COMMON, "dataset": "eurosat_rgb"})
         read = []
 
-        def fake_source(settings, model_dir, raw_dir, prepared_dir, device, progress, context, read=read):
-            read.append(Path(model_dir))
-            return source(model_dir)
+        def fake_part(self, settings, part, read=read):
+            read.append(Path(self.model_dir))
+            return {"train": Blobs(24, 0), "test": Blobs(12, 1)}[part]
 
-        monkeypatch.setattr(run, "_scene_source", fake_source)
+        monkeypatch.setattr(EvaluationContext, "open_part", fake_part)
         out = tmp_path / branch / "metrics.json"
         record = run.run_evaluation("dinov2rs_knn_eurosat", settings, "demo_dino_vit",
                                     params.variants["demo_dino_vit"], model_dir=tiny_vit_dir,
                                     raw_dir=tmp_path, prepared_dir=tmp_path, out=out, params=params,
                                     tracker=NullTracker())
-        assert read == [tiny_vit_dir if branch == "teacher" else tiny_vit_dir / "student"]
+        assert read == [tiny_vit_dir if branch == "teacher" else tiny_vit_dir / "student"] * 2
         assert set(record["metrics"]) == {"top1_k5"}
         train, _ = source(read[0]).features(source(read[0]).model, "train", ["cls"])
         results[branch] = train["cls"]
@@ -257,7 +257,6 @@ def test_evaluations_open_their_split_through_the_task_registry(tmp_path, evalua
     from rsdino.data import prepare_dataset
     from rsdino.data.catalog import archive_name, make_fake
     from rsdino.data.extract import extract_archive
-    from rsdino.evaluate.run import _open_part
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", "full")
     settings = params.evaluations[evaluation]
@@ -266,9 +265,9 @@ def test_evaluations_open_their_split_through_the_task_registry(tmp_path, evalua
     make_fake(settings.dataset, cfg, archive)
     raw = extract_archive(archive, tmp_path / "raw")
     prepare_dataset(cfg, settings.dataset, raw, tmp_path / "prepared", progress=False)
-    context = {"dataset_cfg": cfg}
-    train = _open_part(settings, raw, tmp_path / "prepared", "train", context)
-    test = _open_part(settings, raw, tmp_path / "prepared", "test", context)
+    job = EvaluationContext(tmp_path / "model", raw, tmp_path / "prepared", dataset_cfg=cfg)
+    train = job.open_part(settings, "train")
+    test = job.open_part(settings, "test")
     assert (train.split, test.split) == (expected_train, expected_test)
     assert len(train) > 0 and len(test) > 0 and 0 <= test[0]["label"] < len(test.classes)
     if cfg.task == "fmow":

@@ -21,7 +21,7 @@ def job(tmp_path, monkeypatch):
     """A demo_knn job whose protocol is replaced by a stub (the record is under test, not kNN)."""
     params = load_params(PARAMS, "demo")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(run.PROTOCOLS, "knn", lambda *args: {"metrics": {"top1_k20": 50.0}})
+    monkeypatch.setattr("rsdino.evaluate.knn.run_knn", lambda *args: {"metrics": {"top1_k20": 50.0}})
     raw = tmp_path / "data" / "raw" / "demo_eurosat"
     (raw / "Forest").mkdir(parents=True)
     (raw / "Forest" / "Forest_1.tif").write_bytes(b"pixels")

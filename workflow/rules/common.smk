@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from rsdino.config import ParamsError, load_params, settings_digest
+from rsdino.config import PROTOCOLS, ParamsError, load_params, settings_digest
 from rsdino.models.folders import WEIGHTS_FILE, backbone_folder
 from rsdino.data.version import has_files
 from rsdino.tracking import configure_offline_environment
@@ -182,15 +182,14 @@ TRACKED_DATA = (
 DVC_RECORD = [f"{RESULTS}/.dvc-recorded"] if IN_DVC_REPO and RESULTS == "results" else []
 
 
-#: Protocols that train a network (fine-tuning, dense heads): they get `training_runtime_min`.
-TRAINING_PROTOCOLS = {"finetune", "multilabel", "change_detection", "segmentation"}
 #: What each evaluation job asks for: the scale's `evaluation_resources` in params.yaml, never its name.
 EVALUATION_RESOURCES = P.selected.evaluation_resources
 
 
 def evaluation_runtime(wildcards):
-    """Wall-clock minutes of one evaluation job."""
-    training = P.evaluations[wildcards.evaluation].protocol in TRAINING_PROTOCOLS
+    """Wall-clock minutes of one evaluation job: `training_runtime_min` for a protocol that trains a
+    network (its record's `trains`, rsdino.config.protocols)."""
+    training = PROTOCOLS[P.evaluations[wildcards.evaluation].protocol].trains
     if training and EVALUATION_RESOURCES.training_runtime_min:
         return EVALUATION_RESOURCES.training_runtime_min
     return EVALUATION_RESOURCES.runtime_min
