@@ -31,6 +31,3 @@ BACKBONES: dict[str, dict[str, Any]] = {
     "swin_tiny": {"timm_name": "swin_tiny_patch4_window7_224", "kwargs": {}, "family": "swin",
                   "patch_size": 4},
 }
-
-#: The pretraining methods of the seeds (MISSION.md section 3).
-METHODS: tuple[str, ...] = ("dino", "dino_mc", "dino_tp", "satdino", "dinov2", "dinov2_multimodal")
