@@ -244,7 +244,7 @@ class SelfDistillation(MetaArchitecture):
                              skip_bands=self.student.s1_bands)
 
     def compile_blocks(self) -> int:
-        """``compile_blocks(self)``."""
+        """Compile every block and head of student and teacher in place (``compile_blocks``)."""
         return compile_blocks(self)
 
 

@@ -10,7 +10,10 @@ the registry the one place a method is named: no method name is a string literal
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,14 @@ import torch
 
 from rsdino.config import CropSettings, HeadSettings, VariantConfig
 from rsdino.config.methods import LOSS_TERMS, METHODS, TOKEN_TERMS, method_recipe
-from rsdino.train.meta_architecture import MetaArchitecture, build_meta_architecture, meta_architecture_class
+from rsdino.config.variants import InitFrom
+from rsdino.train.init_from import initialise_from
+from rsdino.train.meta_architecture import (
+    ExportModules,
+    MetaArchitecture,
+    build_meta_architecture,
+    meta_architecture_class,
+)
 
 NAMES = sorted(METHODS)
 RSDINO = Path(__file__).resolve().parents[2] / "rsdino"
@@ -150,3 +160,41 @@ def test_the_literal_scan_finds_a_spelled_name(tmp_path: Path) -> None:
     source.write_text(f'"""Mentions {name!r} in prose."""\nif method == {name!r}:\n    pass\n',
                       encoding="utf-8")
     assert _string_literals(source) == [(2, name)]
+
+
+def test_the_registry_and_the_settings_that_read_it_are_torch_free() -> None:
+    """The settings validator, the preflight and the Snakefile read the records without torch."""
+    code = ("import sys, rsdino.config, rsdino.config.methods, rsdino.config.preflight; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=RSDINO.parent, env={**os.environ, "PYTHONPATH": str(RSDINO.parent)})
+    assert result.stdout.strip() == "False"
+
+
+class _Encoder(MetaArchitecture):
+    """A minimal teacher-less meta-architecture (MAE-like): only what the interface requires."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Linear(3, 3)
+
+    def losses(self, batch: dict, teacher_temp: float) -> dict[str, torch.Tensor]:
+        loss = self.encoder(batch["global"][0]).pow(2).mean()
+        return {"total": loss, "reconstruction": loss.detach()}
+
+    def trained_module(self) -> torch.nn.Module:
+        return self.encoder
+
+    def export_modules(self) -> ExportModules:
+        return ExportModules(backbones={"student": self.encoder}, whole=self)
+
+
+def test_a_teacherless_meta_architecture_gets_no_ops_and_is_refused_by_init_from(tmp_path: Path) -> None:
+    model = _Encoder()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.update_teacher(0.5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.last_layers() == [] and model.compile_blocks() == 0
+    assert model.export_modules().main is model.encoder and model.export_modules().skip_bands == 0
+    with pytest.raises(ValueError, match="init_from loads self-distillation checkpoints"):
+        initialise_from(model, InitFrom(format="dino", path=str(tmp_path / "w.pth")))
