@@ -11,8 +11,9 @@ evaluations and returns one line per problem, naming the variant and/or the eval
 * protocols against backbone kinds: a protocol whose record (``rsdino.config.protocols``) says
   ``vit_only`` (``analyses``: ViT attention and patch tokens; segmentation heads: a ViT's patch grid)
   needs a ViT;
-* the data a method or protocol needs: DINO-TP's temporal views need a ``temporal_series`` dataset,
-  the multimodal method S1/S2 pairs, an evaluation labels of the right kind (its record's ``tasks``);
+* the data a method or protocol needs: temporal views (``crops.temporal``, DINO-TP) need a
+  ``temporal_series`` dataset, a multimodal method (its record in ``rsdino.config.methods``) S1/S2
+  pairs, an evaluation labels of the right kind (its record's ``tasks``);
 * batch sizes against split sizes, for the datasets already prepared with today's settings
   (``<data>/prepared/<name>``): a pretraining batch larger than the training split gives no step
   at all, and a network trained on one item meets BatchNorm with a batch of one.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.config.protocols import PROTOCOLS
+from rsdino.config.methods import METHODS
 from rsdino.data.bands import BandMismatchError, match_bands
 from rsdino.models.catalog import backbone_entry
 
@@ -39,7 +41,7 @@ def trained_bands(params: Any, variant_name: str) -> list[str]:
     """The bands a variant's exported backbone reads: its ``input_bands``, else its data's (S2 part)."""
     variant = params.variants[variant_name]
     bands = list(variant.input_bands or params.datasets[variant.pretrain_data].bands)
-    if variant.method == "dinov2_multimodal":
+    if METHODS[variant.method].multimodal:
         bands = bands[variant.multimodal.s1_bands:]
     return bands
 
@@ -104,8 +106,8 @@ def _variant_problems(params: Any, name: str) -> Iterator[str]:
     if crops.temporal and data.task != "temporal_series":
         yield (f"{where}.crops.temporal: temporal views need a temporal_series dataset; "
                f"{variant.pretrain_data} is {data.task}")
-    if variant.method == "dinov2_multimodal" and data.task != "s1s2_pairs":
-        yield f"{where}: method dinov2_multimodal needs S1/S2 pairs; {variant.pretrain_data} is {data.task}"
+    if METHODS[variant.method].multimodal and data.task != "s1s2_pairs":
+        yield f"{where}: method {variant.method} needs S1/S2 pairs; {variant.pretrain_data} is {data.task}"
     n_train = _split_sizes(params, variant.pretrain_data).get("train")
     if n_train is not None and variant.optim.batch_size > n_train:
         yield (f"{where}.optim.batch_size: {variant.optim.batch_size} is larger than the training split of "

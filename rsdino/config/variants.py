@@ -7,8 +7,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rsdino.config.base import StrictModel
+from rsdino.config.methods import METHODS
 from rsdino.config.views import CropSettings
-from rsdino.models.catalog import BACKBONES, METHODS
+from rsdino.models.catalog import BACKBONES, backbone_entry
 from rsdino.models.importers import FORMATS
 
 
@@ -58,8 +59,10 @@ class DinoLossSettings(StrictModel):
     centering: Literal["centering", "sinkhorn_knopp"] | None = None
     sinkhorn_iterations: int = Field(3, ge=1)
     # Loss weights; a term is on when its weight is > 0. None takes the method's default
-    # (rsdino.train.methods.METHOD_RECIPES: e.g. dinov2 ibot 1.0 and koleo 0.1, satdino gsd 0.1).
-    dino_weight: float = Field(1.0, ge=0)
+    # (rsdino.config.methods.METHODS: e.g. dinov2 ibot 1.0 and koleo 0.1, satdino gsd 0.1, ibot
+    # dino 0). dino_weight is resolved when the variant loads (VariantConfig), the others by
+    # rsdino.train.methods.loss_plan.
+    dino_weight: float | None = Field(None, ge=0)
     ibot_weight: float | None = Field(None, ge=0)
     koleo_weight: float | None = Field(None, ge=0)
     gsd_weight: float | None = Field(None, ge=0)
@@ -254,8 +257,10 @@ class VariantConfig(StrictModel):
         if self.weights is not None and self.init_from is not None:
             raise ValueError("weights (imported, not trained) and init_from (trained from a checkpoint) "
                              "exclude each other")
-        needs_tokens = self.method in ("dinov2", "dinov2_multimodal", "satdino")
-        if needs_tokens and BACKBONES[self.backbone].family != "vit":
+        record = METHODS[self.method]
+        if self.loss.dino_weight is None:  # the number, in dumps and checkpoint fingerprints
+            self.loss = self.loss.model_copy(update={"dino_weight": record.dino_weight})
+        if record.needs_patch_tokens and backbone_entry(self.backbone).family != "vit":
             raise ValueError(f"method {self.method!r} needs a ViT backbone (patch tokens, masks, "
                              f"registers), not {self.backbone!r}")
         return self

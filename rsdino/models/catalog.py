@@ -78,5 +78,3 @@ register_backbone("resnet50", "resnet50", family="cnn", patch_size=None)
 register_backbone("wide_resnet50_2", "wide_resnet50_2", family="cnn", patch_size=None)
 register_backbone("swin_tiny", "swin_tiny_patch4_window7_224", family="swin", patch_size=4)
 
-#: The pretraining methods of the seeds (MISSION.md section 3).
-METHODS: tuple[str, ...] = ("dino", "dino_mc", "dino_tp", "satdino", "dinov2", "dinov2_multimodal")

@@ -18,13 +18,17 @@ import torch
 from rsdino.config.variants import InitFrom
 from rsdino.models.importers.folder import load_imported
 from rsdino.train.meta_arch import SelfDistillation
+from rsdino.train.meta_architecture import MetaArchitecture
 
 log = logging.getLogger(__name__)
 
 
-def initialise_from(model: SelfDistillation, init: InitFrom) -> list[str]:
+def initialise_from(model: MetaArchitecture, init: InitFrom) -> list[str]:
     """Load ``init``'s checkpoint into ``model`` in place; return the parts loaded (for the log)."""
     path = Path(init.path)
+    if not isinstance(model, SelfDistillation):
+        raise ValueError(f"{path}: init_from loads self-distillation checkpoints (student, teacher); "
+                         f"this method trains a {type(model).__name__}")
     imported = load_imported(init.format, path)
     loaded = []
     for name, branch in (("student", model.student), ("teacher", model.teacher)):

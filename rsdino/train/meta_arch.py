@@ -1,10 +1,11 @@
-"""The self-distillation meta-architecture shared by every method: student, EMA teacher, losses.
+"""The self-distillation meta-architecture of the DINO-family methods: student, EMA teacher, losses.
 
 A ``Branch`` (student or teacher) holds the backbone (two backbones and a fusion block for
 multimodal S1/S2 data), the DINO head, and, when their terms are on, an iBOT patch head (or the
-DINO head shared), a GSD head and the mask token. ``SelfDistillation.losses(batch, temp)`` runs one
+DINO head shared), a GSD head and the mask token. ``SelfDistillation`` implements the loop's
+interface (``rsdino.train.meta_architecture.MetaArchitecture``): ``losses(batch, temp)`` runs one
 step's forward and returns every loss term; the training loop does the backward, the optimiser
-step and ``ema_update``. A batch is the default collate of ``rsdino.views`` outputs::
+step and ``update_teacher`` (the EMA). A batch is the default collate of ``rsdino.views`` outputs::
 
     batch["global"]      list of G tensors (B, C, Hg, Wg)     teacher and student
     batch["local"]       list of L tensors (B, C, h_i, w_i)   student only
@@ -12,8 +13,9 @@ step and ``ema_update``. A batch is the default collate of ``rsdino.views`` outp
     batch["global_gsd"]  (B, G), batch["local_gsd"] (B, L)    metres per output pixel (SatDINO)
 
 Crops are stacked crop-major (crop 0 of every image, then crop 1, ...), as the losses expect.
-The total loss is ``w_dino L_dino + w_ibot L_ibot + w_koleo L_koleo + w_gsd L_gsd``; the formulas
-are in ``rsdino.losses``.
+The total loss is ``w_dino L_dino + w_ibot L_ibot + w_koleo L_koleo + w_gsd L_gsd``, each term on
+when its weight is > 0 (``rsdino.train.methods.loss_plan``; iBOT alone: ``w_dino = 0``); the
+formulas are in ``rsdino.losses``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsdino.config.methods import method_recipe
 from rsdino.config.variants import VariantConfig
 from rsdino.losses import DINOLoss, GSDLoss, KoLeoLoss, iBOTPatchLoss, sinkhorn_knopp
 from rsdino.models.backbones import build_backbone, embed_dim
@@ -32,7 +35,8 @@ from rsdino.models.catalog import backbone_entry
 from rsdino.models.fusion import FUSIONS
 from rsdino.models.heads import DINOHead
 from rsdino.models.tokens import Encoded, encode
-from rsdino.train.methods import LossPlan, loss_plan, recipe
+from rsdino.train.meta_architecture import ExportModules, MetaArchitecture
+from rsdino.train.methods import LossPlan, loss_plan
 
 
 class Branch(nn.Module):
@@ -47,12 +51,13 @@ class Branch(nn.Module):
 
     def __init__(self, variant: VariantConfig, in_chans: int, drop_path: float, plan: LossPlan) -> None:
         super().__init__()
-        self.multimodal = recipe(variant.method).multimodal
+        self.multimodal = method_recipe(variant.method).multimodal
         kwargs = dict(variant.backbone_kwargs)
         self.gsd_register = plan.gsd
         if plan.gsd:  # one extra register token carries the GSD prediction
             kwargs["reg_tokens"] = int(kwargs.get("reg_tokens", 0)) + 1
-        self.backbone_kwargs = kwargs  # the timm overrides of the backbone (model.json's timm_kwargs)
+        # The timm overrides of the backbone as built: model.json's timm_kwargs (export_modules).
+        self.backbone_kwargs = kwargs
         size = variant.crops.global_size
         self.s1_bands = variant.multimodal.s1_bands if self.multimodal else 0
         if self.multimodal and in_chans <= self.s1_bands:
@@ -114,7 +119,7 @@ def _token_sequence(encoded: Encoded) -> torch.Tensor:
     return cls if encoded.patches is None else torch.cat([cls, encoded.patches], dim=1)
 
 
-class SelfDistillation(nn.Module):
+class SelfDistillation(MetaArchitecture):
     """Student, EMA teacher and loss modules of one variant.
 
     Args:
@@ -122,8 +127,12 @@ class SelfDistillation(nn.Module):
         in_chans: Input bands.
     """
 
+    statistics = ("student_std", "teacher_entropy")
+
     def __init__(self, variant: VariantConfig, in_chans: int) -> None:
         super().__init__()
+        if method_recipe(variant.method).teacher != "ema":
+            raise ValueError(f"method {variant.method!r}: self-distillation needs an EMA teacher")
         self.plan = loss_plan(variant)
         if self.plan.gsd and backbone_entry(variant.backbone).family != "vit":
             raise ValueError("the GSD head needs a ViT backbone (a register token)")
@@ -212,13 +221,31 @@ class SelfDistillation(nn.Module):
                      "teacher_entropy": torch.special.entr(q_cls.float()).sum(-1).mean()}
         return {"total": total, **terms, **stats}
 
+    def trained_module(self) -> Branch:
+        """The student (the teacher follows it by EMA)."""
+        return self.student
+
+    def last_layers(self) -> list[nn.Module]:
+        """The student's prototype layers (frozen during the first epoch(s), as in DINO)."""
+        return self.student.last_layers()
+
     @torch.no_grad()
-    def ema_update(self, momentum: float) -> None:
+    def update_teacher(self, momentum: float) -> None:
         """``teacher <- momentum * teacher + (1 - momentum) * student``, parameter by parameter."""
         teacher = list(self.teacher.parameters())
         student = [p.detach() for p in self.student.parameters()]
         torch._foreach_mul_(teacher, momentum)
         torch._foreach_add_(teacher, student, alpha=1 - momentum)
+
+    def export_modules(self) -> ExportModules:
+        """The teacher backbone at the folder root, the student's in ``student/``, the whole teacher."""
+        return ExportModules(backbones={"teacher": self.teacher.backbone, "student": self.student.backbone},
+                             whole=self.teacher, timm_kwargs=dict(self.teacher.backbone_kwargs),
+                             skip_bands=self.student.s1_bands)
+
+    def compile_blocks(self) -> int:
+        """Compile every block and head of student and teacher in place (``compile_blocks``)."""
+        return compile_blocks(self)
 
 
 def compile_blocks(model: SelfDistillation) -> int:
