@@ -10,8 +10,9 @@ evaluations and returns one line per problem, naming the variant and/or the eval
   image size of every evaluation of it (and every tile size a dense evaluation uses);
 * protocols against backbone kinds: ``analyses`` reads ViT attention and patch tokens, and
   segmentation heads read a ViT's patch grid;
-* the data a method or protocol needs: DINO-TP's temporal views need a ``temporal_series`` dataset,
-  the multimodal method S1/S2 pairs, an evaluation labels of the right kind;
+* the data a method or protocol needs, read from each task's record (``rsdino.data.registry``):
+  DINO-TP's temporal views need items that always carry a date series, the multimodal method S1/S2
+  pairs, an evaluation labels of the kind its protocol trains on (``PROTOCOL_LABELS``);
 * batch sizes against split sizes, for the datasets already prepared with today's settings
   (``<data>/prepared/<name>``): a pretraining batch larger than the training split gives no step
   at all, and a network trained on one item meets BatchNorm with a batch of one.
@@ -27,18 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from rsdino.data.bands import BandMismatchError, match_bands
+from rsdino.data.registry import TASKS, Labels, tasks_where
 from rsdino.models.catalog import BACKBONES
 
-#: Tasks whose items are labelled images (one class each): what the scene protocols read.
-LABELLED_IMAGES = ("scene_classification", "fmow")
-#: protocol -> the dataset tasks it can evaluate on (it needs their labels).
-PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
-    **{protocol: LABELLED_IMAGES for protocol in (
+#: protocol -> the labels it needs (``rsdino.data.registry.Labels``): it runs on every task that has them.
+PROTOCOL_LABELS: dict[str, Labels] = {
+    **{protocol: "class" for protocol in (
         "knn", "linear_logistic", "knn_faiss", "knn_multiscale", "linear_dino", "linear_dinov2", "finetune",
         "retrieval", "analyses")},
-    "multilabel": ("multilabel",),
-    "change_detection": ("change_detection",),
-    "segmentation": ("segmentation",),
+    "multilabel": "multi_label",
+    "change_detection": "change",
+    "segmentation": "mask",
 }
 #: Protocols that train a network on the evaluation data (BatchNorm in heads and CNN backbones).
 TRAINING_PROTOCOLS = ("finetune", "multilabel", "change_detection", "segmentation")
@@ -112,10 +112,10 @@ def _variant_problems(params: Any, name: str) -> Iterator[str]:
     if strict and patch and any(size % patch for size in sizes):
         yield (f"{where}.crops: crop sizes {sizes} are not multiples of the patch size {patch} of "
                f"{variant.backbone} (or set backbone_kwargs.dynamic_img_pad: true)")
-    if crops.temporal and data.task != "temporal_series":
-        yield (f"{where}.crops.temporal: temporal views need a temporal_series dataset; "
-               f"{variant.pretrain_data} is {data.task}")
-    if variant.method == "dinov2_multimodal" and data.task != "s1s2_pairs":
+    if crops.temporal and TASKS[data.task].series != "always":
+        yield (f"{where}.crops.temporal: temporal views need a {' or '.join(tasks_where(series='always'))} "
+               f"dataset; {variant.pretrain_data} is {data.task}")
+    if variant.method == "dinov2_multimodal" and not TASKS[data.task].s1s2:
         yield f"{where}: method dinov2_multimodal needs S1/S2 pairs; {variant.pretrain_data} is {data.task}"
     n_train = _split_sizes(params, variant.pretrain_data).get("train")
     if n_train is not None and variant.optim.batch_size > n_train:
@@ -127,13 +127,13 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
     evaluation = params.evaluations[name]
     data = params.datasets[evaluation.dataset]
     where = f"evaluations.{name}"
-    tasks = PROTOCOL_TASKS.get(evaluation.protocol)
-    if tasks is not None and data.task not in tasks:
+    labels = PROTOCOL_LABELS.get(evaluation.protocol)
+    if labels is not None and TASKS[data.task].labels != labels:
+        tasks = tasks_where(labels=labels)
         yield (f"{where}: protocol {evaluation.protocol} needs a {' or '.join(tasks)} dataset (labels); "
                f"{evaluation.dataset} is {data.task}")
     size = getattr(evaluation, "image_size", None)
-    if evaluation.protocol in ("segmentation", "change_detection") and size not in data.tile_sizes \
-            and data.task in ("segmentation", "change_detection"):
+    if labels in ("mask", "change") and size not in data.tile_sizes and TASKS[data.task].tiled:
         yield (f"{where}.image_size: {size} is not one of the tile sizes {data.tile_sizes} of "
                f"{evaluation.dataset} (datasets.{evaluation.dataset}.tile_sizes)")
     n_train = _split_sizes(params, evaluation.dataset).get("train")

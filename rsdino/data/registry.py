@@ -1,108 +1,125 @@
-"""One entry point per step for any dataset: ``prepare_dataset`` and ``open_dataset``, by task.
+"""The data tasks: one record per ``datasets.<name>.task``, the only place a task name is spelled.
 
-``TASKS`` maps a ``datasets.<name>.task`` of params.yaml to how its raw folder is prepared and how the
-prepared folder is opened as a torch dataset. Every opened dataset exposes ``bands``, ``stats``
-(``{"mean": [...], "std": [...]}`` per band, from the training split), ``__len__``, ``load`` and
-``plot``; its items are dicts holding at least ``"image"`` (float32 ``(C, H, W)``, native units).
+``TASKS`` maps each task name to a frozen ``DataTask``: how its raw folder is prepared, which torch
+dataset opens the prepared folder (for pretraining, the evaluations and the dense protocols of
+``rsdino.evaluate.dense``), which generator writes a tiny fake copy of its raw layout, how a
+``source.local`` folder becomes its raw folder, and what its items are labelled with (what
+``rsdino.config.preflight`` checks against each protocol). Functions and classes are dotted paths,
+imported on first use (``resolve``): this module imports neither torch nor a reader, so the settings
+validation and the Snakefile can import it.
+
+``prepare_dataset`` and ``open_dataset`` are the one entry point per step for any dataset. Every
+opened dataset exposes ``bands``, ``stats`` (``{"mean": [...], "std": [...]}`` per band, from the
+training split), ``__len__``, ``load`` and ``plot``; its items are dicts holding at least ``"image"``
+(float32 ``(C, H, W)``, native units).
+
+A new task is one record here and one module holding its prepare function, its torch dataset and its
+fake generator (``rsdino.data.local_segmentation`` is an example).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from torch.utils.data import Dataset
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
-from rsdino.config.datasets import DatasetConfig
-from rsdino.data.catalog import require_data
-from rsdino.data.change import ChangePairDataset, prepare_change_dataset
-from rsdino.data.chips import CHIPS_DIR, build_chip_store
-from rsdino.data.filelist import ImageListDataset, prepare_image_list
-from rsdino.data.fmow_dataset import FmowDataset, prepare_fmow_dataset
-from rsdino.data.multilabel import MultiLabelPatchDataset, prepare_multilabel_dataset
-from rsdino.data.pairs import S1S2PairDataset, prepare_s1s2_dataset
-from rsdino.data.prepare import prepare_scene_dataset
-from rsdino.data.scene import SceneDataset
-from rsdino.data.seco import TemporalSeriesDataset, prepare_temporal_dataset
-from rsdino.data.segmentation import SegmentationTileDataset, prepare_segmentation_dataset
+    from rsdino.config.datasets import DatasetConfig
+
+#: What the items of a task are labelled with: one class (``label``), a multi-hot ``label``, a per-pixel
+#: class ``mask``, a change ``mask`` between ``image`` and ``image2``, or nothing.
+Labels = Literal["class", "multi_label", "mask", "change", "none"]
 
 
 @dataclass(frozen=True)
-class TaskHandler:
-    """How one task is prepared and opened.
+class DataTask:
+    """One data task: how it is prepared, opened, faked and imported, and what its labels are.
 
     Attributes:
-        prepare: ``f(cfg, name, raw_dir, out_dir, progress) -> summary dict``.
-        dataset: the torch dataset class, built as ``cls(raw_dir, prepared_dir, split, transform=...)``.
-        series_on_request: its items are single dated images that can carry a ``series`` of their
-            location's other dates when opened with ``series=T`` (fMoW); datasets of task
-            ``temporal_series`` always carry one.
+        name: the ``datasets.<name>.task`` value.
+        labels: what its items are labelled with (``Labels``); the protocols ask for a kind.
+        prepare: dotted path of ``f(cfg, name, raw_dir, out_dir, progress) -> summary dict``.
+        dataset: dotted path of its torch dataset class, built as
+            ``cls(raw_dir, prepared_dir, split, transform=...)``; also the reader of the dense protocols.
+        fake: dotted path of ``f(out_archive, **kwargs) -> sha256``, writing a tiny fake copy of its raw
+            layout (``rsdino.data.fake.FAKE_GENERATORS`` holds it under the task name too).
+        import_local: dotted path of ``f(folder, out, *, list_file, resize) -> n``, copying a
+            ``source.local`` folder into the raw folder.
+        tiled: prepared as tiles of each of ``tile_sizes`` (splits ``"<split>_<size>"`` too).
+        series: whether items carry a ``series`` of their location's dates: ``"always"``,
+            ``"on_request"`` (when opened with ``series=T``, fMoW) or ``"never"``.
+        s1s2: items are Sentinel-1 then Sentinel-2 bands of one place (the multimodal method).
+        named_splits: takes further named splits (``datasets.<name>.splits``).
     """
 
-    prepare: Callable[[DatasetConfig, str, Path, Path, bool], dict]
-    dataset: type[Dataset]
-    series_on_request: bool = False
+    name: str
+    labels: Labels
+    prepare: str
+    dataset: str
+    fake: str
+    import_local: str = "rsdino.data.local.import_local"
+    tiled: bool = False
+    series: Literal["always", "on_request", "never"] = "never"
+    s1s2: bool = False
+    named_splits: bool = False
 
 
-def _common(cfg: DatasetConfig) -> dict[str, Any]:
-    return {"class_root": cfg.class_root, "bands": cfg.bands, "rgb_bands": cfg.rgb_bands, "gsd": cfg.gsd,
-            "native_size": cfg.native_size, "test_fraction": cfg.split.test_fraction, "seed": cfg.split.seed}
+def resolve(dotted: str) -> Any:
+    """The object a dotted path ``package.module.attribute`` names, its module imported now."""
+    module_name, attribute = dotted.rsplit(".", 1)
+    return getattr(import_module(module_name), attribute)
 
 
-def _prepare_scene(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    named = {split: (s.test_fraction, s.seed) for split, s in cfg.splits.items()}
-    return prepare_scene_dataset(raw, out, name=name, extensions=tuple(cfg.extensions), progress=progress,
-                                 class_depth=cfg.class_depth, named_splits=named, **_common(cfg))
+_PREPARE = "rsdino.data.preparers"
+
+TASKS: dict[str, DataTask] = {task.name: task for task in (
+    DataTask("scene_classification", "class", f"{_PREPARE}.prepare_scene", "rsdino.data.scene.SceneDataset",
+             "rsdino.data.fake.scene.make_fake_scene_folders", named_splits=True),
+    DataTask("temporal_series", "none", f"{_PREPARE}.prepare_temporal",
+             "rsdino.data.seco.TemporalSeriesDataset", "rsdino.data.fake.seco.make_fake_seco",
+             series="always"),
+    DataTask("s1s2_pairs", "none", f"{_PREPARE}.prepare_pairs", "rsdino.data.pairs.S1S2PairDataset",
+             "rsdino.data.fake.sen12mscrts.make_fake_sen12mscrts_archive", s1s2=True),
+    DataTask("multilabel", "multi_label", f"{_PREPARE}.prepare_multilabel",
+             "rsdino.data.multilabel.MultiLabelPatchDataset",
+             "rsdino.data.fake.bigearthnet.make_fake_bigearthnet"),
+    DataTask("segmentation", "mask", f"{_PREPARE}.prepare_segmentation",
+             "rsdino.data.segmentation.SegmentationTileDataset",
+             "rsdino.data.fake.segmentation.make_fake_segmentation", tiled=True),
+    DataTask("change_detection", "change", f"{_PREPARE}.prepare_change",
+             "rsdino.data.change.ChangePairDataset", "rsdino.data.fake.oscd.make_fake_oscd", tiled=True),
+    DataTask("unlabelled_images", "none", f"{_PREPARE}.prepare_list", "rsdino.data.filelist.ImageListDataset",
+             "rsdino.data.fake.imagelists.make_fake_image_lists"),
+    DataTask("fmow", "class", f"{_PREPARE}.prepare_fmow", "rsdino.data.fmow_dataset.FmowDataset",
+             "rsdino.data.fake.fmow.make_fake_fmow_archive", series="on_request"),
+    DataTask("local_segmentation", "mask", "rsdino.data.local_segmentation.prepare",
+             "rsdino.data.local_segmentation.LocalSegmentationDataset",
+             "rsdino.data.local_segmentation.make_fake", "rsdino.data.local_segmentation.import_folder",
+             tiled=True),
+)}
+
+#: The task of a dataset entry that names none.
+DEFAULT_TASK = next(iter(TASKS))
 
 
-def _prepare_temporal(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_temporal_dataset(raw, out, name=name, progress=progress, **_common(cfg))
+def tasks_where(**fields: Any) -> list[str]:
+    """Names of the tasks whose record has every given field value, e.g. ``tasks_where(labels="mask")``."""
+    return [name for name, task in TASKS.items()
+            if all(getattr(task, field) == value for field, value in fields.items())]
 
 
-def _prepare_pairs(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_s1s2_dataset(raw, out, name=name, progress=progress, **_common(cfg))
+def check_task(name: str) -> str:
+    """``name`` if it is a registered task, else a ``ValueError`` listing the known ones."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return name
 
 
-def _prepare_multilabel(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_multilabel_dataset(raw, out, name=name, progress=progress, **_common(cfg))
-
-
-def _prepare_segmentation(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_segmentation_dataset(raw, out, name=name, layout=cfg.layout, tile_sizes=cfg.tile_sizes,
-                                        progress=progress, **_common(cfg))
-
-
-def _prepare_change(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_change_dataset(raw, out, name=name, tile_sizes=cfg.tile_sizes, progress=progress,
-                                  **_common(cfg))
-
-
-def _prepare_fmow(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_fmow_dataset(raw, out, name=name, class_root=cfg.class_root, bands=cfg.bands,
-                                rgb_bands=cfg.rgb_bands, gsd=cfg.gsd, native_size=cfg.native_size,
-                                seed=cfg.split.seed, progress=progress)
-
-
-def _prepare_list(cfg: DatasetConfig, name: str, raw: Path, out: Path, progress: bool) -> dict:
-    return prepare_image_list(raw, out, name=name, extensions=tuple(cfg.extensions), progress=progress,
-                              **_common(cfg))
-
-
-TASKS: dict[str, TaskHandler] = {
-    "scene_classification": TaskHandler(_prepare_scene, SceneDataset),
-    "temporal_series": TaskHandler(_prepare_temporal, TemporalSeriesDataset),
-    "s1s2_pairs": TaskHandler(_prepare_pairs, S1S2PairDataset),
-    "multilabel": TaskHandler(_prepare_multilabel, MultiLabelPatchDataset),
-    "segmentation": TaskHandler(_prepare_segmentation, SegmentationTileDataset),
-    "change_detection": TaskHandler(_prepare_change, ChangePairDataset),
-    "unlabelled_images": TaskHandler(_prepare_list, ImageListDataset),
-    "fmow": TaskHandler(_prepare_fmow, FmowDataset, series_on_request=True),
-}
-
-
-def _handler(cfg: DatasetConfig) -> TaskHandler:
+def _task(cfg: DatasetConfig) -> DataTask:
     if cfg.task not in TASKS:
         raise NotImplementedError(f"datasets with task {cfg.task!r} cannot be prepared or opened yet "
                                   f"(supported: {', '.join(TASKS)})")
@@ -114,14 +131,17 @@ def prepare_dataset(dataset_cfg: DatasetConfig, name: str, raw_dir: Path, out_di
     """Prepare the extracted dataset ``raw_dir`` into ``out_dir`` according to its task; return a summary.
 
     Raises:
-        NotImplementedError: no handler for ``dataset_cfg.task``.
+        NotImplementedError: no record for ``dataset_cfg.task``.
         FileNotFoundError: ``raw_dir`` is missing or empty (the message says how to get the data).
     """
-    handler = _handler(dataset_cfg)
+    from rsdino.data.catalog import require_data
+    from rsdino.data.chips import CHIPS_DIR, build_chip_store
+
+    task = _task(dataset_cfg)
     require_data(name, dataset_cfg, Path(raw_dir))
-    summary = handler.prepare(dataset_cfg, name, Path(raw_dir), Path(out_dir), progress)
+    summary = resolve(task.prepare)(dataset_cfg, name, Path(raw_dir), Path(out_dir), progress)
     if dataset_cfg.store == "chips":  # the pretraining split, decoded once (rsdino.data.chips)
-        train = handler.dataset(Path(raw_dir), Path(out_dir), "train")
+        train = resolve(task.dataset)(Path(raw_dir), Path(out_dir), "train")
         summary["chips"] = build_chip_store(train, Path(out_dir) / CHIPS_DIR, name=name, progress=progress)
     return summary
 
@@ -131,25 +151,26 @@ def open_dataset(dataset_cfg: DatasetConfig, raw_dir: Path, prepared_dir: Path, 
     """Open one split of a prepared dataset as a torch dataset (see the module docstring).
 
     ``series`` (temporal views): items also carry a ``series`` of that many dates of their location
-    (``TaskHandler.series_on_request``); tasks whose items always carry one ignore it.
+    (tasks with ``series="on_request"``); tasks whose items always carry one ignore it.
 
     Items by task: ``scene_classification`` -> ``{"image", "label", "path"}``; ``temporal_series`` ->
     ``{"image" (C,H,W), "series" (T,C,H,W), "dates", "gsd", "path"}``; ``s1s2_pairs`` -> ``{"image"
     (2+13,H,W) S1 then S2, "s1", "s2", "path"}``; ``multilabel`` -> ``{"image", "label" (19,) multi-hot,
-    "path"}``; ``segmentation`` -> ``{"image" (C,S,S), "mask" (S,S) int64 (255 ignore), "path"}`` with
-    ``split`` ``"train"``/``"test"`` or ``"train_512"`` etc. for another tile size; ``change_detection``
-    -> ``{"image" (C,S,S) date 1, "image2" date 2, "mask" (S,S) int64 1 = change, "path"}``;
-    ``unlabelled_images`` -> ``{"image" (C,H,W) (sizes vary), "path"}``; ``fmow`` -> ``{"image"
-    (3,S,S) context crop of the labelled box, "label" (63 classes, false_detection = 0), "gsd" (m,
-    from the image's metadata), "location", "timestamp", "path"}`` with ``split`` ``"train"`` or
-    ``"val"`` (= ``"test"``).
+    "path"}``; ``segmentation`` and ``local_segmentation`` -> ``{"image" (C,S,S), "mask" (S,S) int64
+    (255 ignore), "path"}`` with ``split`` ``"train"``/``"test"`` or ``"train_512"`` etc. for another
+    tile size; ``change_detection`` -> ``{"image" (C,S,S) date 1, "image2" date 2, "mask" (S,S) int64
+    1 = change, "path"}``; ``unlabelled_images`` -> ``{"image" (C,H,W) (sizes vary), "path"}``; ``fmow``
+    -> ``{"image" (3,S,S) context crop of the labelled box, "label" (63 classes, false_detection = 0),
+    "gsd" (m, from the image's metadata), "location", "timestamp", "path"}`` with ``split`` ``"train"``
+    or ``"val"`` (= ``"test"``).
 
     Raises:
-        NotImplementedError: no handler for ``dataset_cfg.task``.
+        NotImplementedError: no record for ``dataset_cfg.task``.
         FileNotFoundError: ``prepared_dir`` is missing (run ``rsdino prepare``).
         ValueError: ``split`` is not a split of the prepared folder.
     """
-    handler = _handler(dataset_cfg)
-    if series and handler.series_on_request:
-        return handler.dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform, series=series)
-    return handler.dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform)
+    task = _task(dataset_cfg)
+    dataset = resolve(task.dataset)
+    if series and task.series == "on_request":
+        return dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform, series=series)
+    return dataset(Path(raw_dir), Path(prepared_dir), split, transform=transform)
