@@ -19,7 +19,8 @@ square tiles of each of ``tile_sizes`` like ``rsdino.data.segmentation`` (the la
 shifted inwards; an image smaller than a tile gives one tile, its image padded with 0 and its mask
 with 255). It writes ``<split>_<size>.json`` (``[{"image", "mask", "x", "y", "height", "width"}, ...]``,
 paths relative to the raw folder), ``<split>.json`` (the first size), ``classes.json``,
-``stats.json`` and ``dataset.json``. ``LocalSegmentationDataset`` reads them; ``make_fake`` writes a
+``stats.json`` (band statistics of up to 200 training tiles of the first size, drawn with the split's
+seed) and ``dataset.json``. ``LocalSegmentationDataset`` reads them; ``make_fake`` writes a
 tiny fake folder as an archive. Any bad file stops with one line naming it
 (``SegmentationFolderError``).
 """
@@ -107,7 +108,7 @@ def pair_images(root: Path) -> dict[str, tuple[Path, Path]]:
     images = _by_stem(root / "images", IMAGE_EXTENSIONS)
     if not images:
         raise SegmentationFolderError(root / "images", "no PNG, JPEG or GeoTIFF image")
-    jpeg_masks = [p for p in (root / "masks").iterdir() if p.suffix.lower() in (".jpg", ".jpeg")]
+    jpeg_masks = [p for p in sorted((root / "masks").iterdir()) if p.suffix.lower() in (".jpg", ".jpeg")]
     if jpeg_masks:
         raise SegmentationFolderError(jpeg_masks[0], "a mask must be PNG or GeoTIFF "
                                                      "(JPEG compression changes class indices)")
