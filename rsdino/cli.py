@@ -112,8 +112,8 @@ def cmd_download(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.scale)
     dataset = _dataset(params, args.dataset)
     source = dataset.source
-    if source.local is not None:  # a folder of your own images (rsdino.data.local)
-        _import_local(args, params, source)
+    if source.local is not None:  # a folder of your own images (its task's import_local)
+        _import_local(args, params, dataset)
         return
     if source.url is None:
         raise UserError(f"{args.out}: dataset {args.dataset!r} must be downloaded by hand: {source.manual}")
@@ -135,10 +135,13 @@ def cmd_download(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: {archive} -> {args.out}")
 
 
-def _import_local(args: argparse.Namespace, params, source) -> None:  # noqa: ANN001
+def _import_local(args: argparse.Namespace, params, dataset) -> None:  # noqa: ANN001
     from rsdino.config import write_resolved
-    from rsdino.data.local import LocalSourceError, import_local
+    from rsdino.data.local import LocalSourceError
+    from rsdino.data.registry import TASKS, resolve
 
+    source = dataset.source
+    import_local = resolve(TASKS[dataset.task].import_local)
     try:
         n = import_local(Path(source.local), args.out, list_file=source.list_file, resize=source.resize)
     except LocalSourceError as error:

@@ -33,17 +33,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: Torch-free vocabularies the settings validator checks names against: these modules themselves
 #: (not their packages' other modules) sit between the foundation and ``rsdino.config``.
 CATALOGUES = frozenset({"rsdino.models.catalog", "rsdino.models.importers", "rsdino.data.bands",
-                        "rsdino.data.extract"})
+                        "rsdino.data.extract", "rsdino.data.tasks"})
 #: Who may import these, besides their own package.
 RESTRICTED = {
     "rsdino.cli": frozenset({"rsdino.__main__"}),
     "rsdino.launch": frozenset({"rsdino.cli"}),
     "rsdino.workflow_support": frozenset({"rsdino.cli"}),
 }
-#: Imports that break the rule today, each to be removed (the test fails once one is gone, so that
-#: its entry is deleted here too). ``rsdino.evaluate.run`` takes ``write_resolved`` from the workflow
-#: glue; the branch that moves ``write_resolved`` out of ``rsdino.workflow_support`` removes it.
-KNOWN_EXCEPTIONS = frozenset({("rsdino.evaluate.run", "rsdino.workflow_support")})
 
 
 @dataclass(frozen=True)
@@ -114,8 +110,6 @@ def violations(imports: list[Import]) -> list[str]:
     """One line per import that goes up a layer or reaches a restricted module from outside."""
     found = []
     for item in imports:
-        if (item.importer, item.imported) in KNOWN_EXCEPTIONS:
-            continue
         low, high = layer_of(item.importer), layer_of(item.imported)
         if low is None or high is None:
             found.append(f"{item}: {item.importer if low is None else item.imported} is in no layer")
@@ -142,12 +136,6 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
     if found:
         pytest.fail(f"{len(found)} import(s) break the layers (docs/architecture.md):\n" + "\n".join(found),
                     pytrace=False)
-
-
-def test_every_known_exception_still_exists() -> None:
-    edges = {(item.importer, item.imported) for item in ALL_IMPORTS}
-    gone = sorted(KNOWN_EXCEPTIONS - edges)
-    assert not gone, f"no longer imported; delete from KNOWN_EXCEPTIONS: {gone}"
 
 
 def test_the_graph_sees_imports_inside_functions() -> None:

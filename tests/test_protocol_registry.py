@@ -91,15 +91,15 @@ def test_no_protocol_name_is_spelled_outside_the_records(path):
 
 
 def test_the_preflight_reads_the_records(monkeypatch):
-    """A record's ``tasks`` decide which datasets an evaluation of it may read."""
+    """A record's ``labels`` decide which datasets an evaluation of it may read."""
     import dataclasses
 
     from rsdino.config.preflight import preflight
 
     params = load_params(ROOT / "params.yaml", "demo")
     assert not [line for line in preflight(params) if "evaluations.demo_knn:" in line]
-    monkeypatch.setitem(PROTOCOLS, "knn", dataclasses.replace(PROTOCOLS["knn"], tasks=("segmentation",)))
+    monkeypatch.setitem(PROTOCOLS, "knn", dataclasses.replace(PROTOCOLS["knn"], labels="mask"))
     dataset = params.evaluations["demo_knn"].dataset
     assert [line for line in preflight(params) if line.startswith("evaluations.demo_knn:")] == [
-        f"evaluations.demo_knn: protocol knn needs a segmentation dataset (labels); "
+        f"evaluations.demo_knn: protocol knn needs a segmentation or local_segmentation dataset (labels); "
         f"{dataset} is {params.datasets[dataset].task}"]

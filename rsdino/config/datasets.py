@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsdino.config.base import StrictModel
+from rsdino.data.tasks import DEFAULT_TASK, TASKS, check_task, tasks_where
 
 
 class ExtraFile(StrictModel):
@@ -33,11 +34,13 @@ class SourceSettings(StrictModel):
     that writes the archive the ``file://`` url points to. ``manual`` is the instruction printed
     for datasets that cannot be downloaded automatically. ``extra`` lists further archives (OSCD's
     label archives, LoveDA's other splits) downloaded and extracted into the same folder.
-    ``local`` is a folder of images already on disk (relative to the project root, or absolute):
-    one sub-folder per class, or any layout with a ``list_file`` inside it (lines
-    ``<relative path> <class>``); JPEG, PNG and GeoTIFF. ``rsdino download`` copies it into
-    ``data/raw/<dataset>/<class>/`` (``rsdino.data.local``), resizing every image to ``resize`` x
-    ``resize`` pixels when set.
+    ``local`` is a folder of images already on disk (relative to the project root, or absolute),
+    which ``rsdino download`` copies into ``data/raw/<dataset>/`` with its task's ``import_local``
+    (``rsdino.data.tasks``). For a scene-classification dataset: one sub-folder per class, or any
+    layout with a ``list_file`` inside it (lines ``<relative path> <class>``); JPEG, PNG and GeoTIFF,
+    copied into ``data/raw/<dataset>/<class>/`` (``rsdino.data.local``), every image resized to
+    ``resize`` x ``resize`` pixels when set. For ``local_segmentation``: ``images/`` and ``masks/``
+    (``rsdino.data.local_segmentation``).
     """
 
     url: str | None = None
@@ -88,8 +91,10 @@ DEFAULT_SPLIT = "default"
 
 
 class DatasetConfig(StrictModel):
-    """One dataset: source, layout, bands, split.
+    """One dataset: task, source, layout, bands, split.
 
+    ``task``: what the dataset holds and how it is prepared and read, a name of
+    ``rsdino.data.tasks.TASKS`` (an unknown name is refused with the list of known ones).
     ``class_depth``: folder levels below ``class_root`` holding the class folders (RSI-CB128: 2).
     ``layout``: the layout-specific indexer of a segmentation, change-detection or image-list
     dataset (``loveda``, ``potsdam``, ``vaihingen``, ``oscd``, ``millionaid``, ``skyscript``, ...).
@@ -100,8 +105,7 @@ class DatasetConfig(StrictModel):
     ``split``.
     """
 
-    task: Literal["scene_classification", "unlabelled_images", "temporal_series", "s1s2_pairs",
-                  "multilabel", "change_detection", "segmentation", "fmow"] = "scene_classification"
+    task: str = DEFAULT_TASK
     description: str = ""
     source: SourceSettings
     class_root: str = "."
@@ -124,6 +128,11 @@ class DatasetConfig(StrictModel):
     # (`rsdino prepare` also decodes it once into memory maps, rsdino.data.chips; fixed-size items).
     store: Literal["files", "chips"] = "files"
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        return check_task(task)
+
     @model_validator(mode="after")
     def _local_extensions(self) -> DatasetConfig:
         # a folder of your own: every image kind unless the entry narrows it
@@ -139,8 +148,9 @@ class DatasetConfig(StrictModel):
         unknown = [b for b in self.band_aliases if b not in self.bands]
         if unknown:
             raise ValueError(f"band_aliases name {unknown}, which are not in bands {self.bands}")
-        if self.splits and self.task != "scene_classification":
-            raise ValueError(f"splits: named splits are made for scene_classification datasets only, "
+        if self.splits and not TASKS[self.task].named_splits:
+            made_for = " and ".join(tasks_where(named_splits=True))
+            raise ValueError(f"splits: named splits are made for {made_for} datasets only, "
                              f"not for task {self.task!r}")
         bad = [name for name in self.splits if name == DEFAULT_SPLIT or not re.fullmatch(r"[a-z0-9_]+", name)]
         if bad:

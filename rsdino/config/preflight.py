@@ -11,9 +11,10 @@ evaluations and returns one line per problem, naming the variant and/or the eval
 * protocols against backbone kinds: a protocol whose record (``rsdino.config.protocols``) says
   ``vit_only`` (``analyses``: ViT attention and patch tokens; segmentation heads: a ViT's patch grid)
   needs a ViT;
-* the data a method or protocol needs: temporal views (``crops.temporal``, DINO-TP) need a
-  ``temporal_series`` dataset, a multimodal method (its record in ``rsdino.config.methods``) S1/S2
-  pairs, an evaluation labels of the right kind (its record's ``tasks``);
+* the data a method or protocol needs, read from each task's record (``rsdino.data.tasks``):
+  temporal views (``crops.temporal``, DINO-TP) need items that always carry a date series, a
+  multimodal method (its record in ``rsdino.config.methods``) S1/S2 pairs, an evaluation labels of
+  the kind its protocol's record names (``labels``);
 * batch sizes against split sizes, for the datasets already prepared with today's settings
   (``<data>/prepared/<name>``): a pretraining batch larger than the training split gives no step
   at all, and a network trained on one item meets BatchNorm with a batch of one.
@@ -28,13 +29,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rsdino.config.protocols import PROTOCOLS
 from rsdino.config.methods import METHODS
+from rsdino.config.protocols import PROTOCOLS
 from rsdino.data.bands import BandMismatchError, match_bands
+from rsdino.data.tasks import TASKS, tasks_where
 from rsdino.models.catalog import backbone_entry
-
-#: Dataset tasks cut into tiles (``datasets.<name>.tile_sizes``): those the tiled protocols read.
-TILED_TASKS = frozenset(task for protocol in PROTOCOLS.values() if protocol.tiled for task in protocol.tasks)
 
 
 def trained_bands(params: Any, variant_name: str) -> list[str]:
@@ -103,10 +102,10 @@ def _variant_problems(params: Any, name: str) -> Iterator[str]:
     if strict and patch and any(size % patch for size in sizes):
         yield (f"{where}.crops: crop sizes {sizes} are not multiples of the patch size {patch} of "
                f"{variant.backbone} (or set backbone_kwargs.dynamic_img_pad: true)")
-    if crops.temporal and data.task != "temporal_series":
-        yield (f"{where}.crops.temporal: temporal views need a temporal_series dataset; "
-               f"{variant.pretrain_data} is {data.task}")
-    if METHODS[variant.method].multimodal and data.task != "s1s2_pairs":
+    if crops.temporal and TASKS[data.task].series != "always":
+        yield (f"{where}.crops.temporal: temporal views need a {' or '.join(tasks_where(series='always'))} "
+               f"dataset; {variant.pretrain_data} is {data.task}")
+    if METHODS[variant.method].multimodal and not TASKS[data.task].s1s2:
         yield f"{where}: method {variant.method} needs S1/S2 pairs; {variant.pretrain_data} is {data.task}"
     n_train = _split_sizes(params, variant.pretrain_data).get("train")
     if n_train is not None and variant.optim.batch_size > n_train:
@@ -119,12 +118,12 @@ def _evaluation_problems(params: Any, name: str) -> Iterator[str]:
     data = params.datasets[evaluation.dataset]
     where = f"evaluations.{name}"
     protocol = PROTOCOLS[evaluation.protocol]
-    tasks = protocol.tasks
-    if data.task not in tasks:
+    if TASKS[data.task].labels != protocol.labels:
+        tasks = tasks_where(labels=protocol.labels)
         yield (f"{where}: protocol {evaluation.protocol} needs a {' or '.join(tasks)} dataset (labels); "
                f"{evaluation.dataset} is {data.task}")
     size = getattr(evaluation, "image_size", None)
-    if protocol.tiled and size not in data.tile_sizes and data.task in TILED_TASKS:
+    if protocol.tiled and size not in data.tile_sizes and TASKS[data.task].tiled:
         yield (f"{where}.image_size: {size} is not one of the tile sizes {data.tile_sizes} of "
                f"{evaluation.dataset} (datasets.{evaluation.dataset}.tile_sizes)")
     n_train = _split_sizes(params, evaluation.dataset).get("train")

@@ -38,9 +38,7 @@ from rsdino.config.evaluations import (
     RetrievalEvaluation,
     SegmentationEvaluation,
 )
-
-#: Tasks whose items are labelled images (one class each): what the scene protocols read.
-LABELLED_IMAGES = ("scene_classification", "fmow")
+from rsdino.data.tasks import Labels
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,8 @@ class Protocol:
         title: how the results tables name it in a section heading (``rsdino.report.readable``).
         settings: the class that validates the evaluation's settings (its ``protocol`` field holds ``name``).
         runner: ``"module:function"`` of ``run(context, settings, tracker) -> dict``, imported lazily.
-        tasks: the dataset tasks it can evaluate on (it needs their labels).
+        labels: the labels it reads (``rsdino.data.tasks.Labels``): it runs on every dataset whose
+            task's record has them (``"class"``: one class per image).
         trains: whether it trains a network on the evaluation data (BatchNorm in heads and CNN
             backbones; the Snakefile gives these jobs the scale's ``training_runtime_min``).
         vit_only: whether it needs a ViT backbone (attention maps, patch-token grids).
@@ -63,7 +62,7 @@ class Protocol:
     title: str
     settings: type[StrictModel]
     runner: str
-    tasks: tuple[str, ...] = LABELLED_IMAGES
+    labels: Labels = "class"
     trains: bool = False
     vit_only: bool = False
     tiled: bool = False
@@ -96,11 +95,11 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("analyses", "feature analyses", AnalysesEvaluation, "rsdino.analysis.run:run_analyses",
              vit_only=True),
     Protocol("multilabel", "multi-label fine-tuning", MultilabelEvaluation, f"{_DENSE}:run_multilabel",
-             tasks=("multilabel",), trains=True),
+             labels="multi_label", trains=True),
     Protocol("change_detection", "change detection", ChangeDetectionEvaluation,
-             f"{_DENSE}:run_change_detection", tasks=("change_detection",), trains=True, tiled=True),
+             f"{_DENSE}:run_change_detection", labels="change", trains=True, tiled=True),
     Protocol("segmentation", "semantic segmentation", SegmentationEvaluation, f"{_DENSE}:run_segmentation",
-             tasks=("segmentation",), trains=True, vit_only=True, tiled=True),
+             labels="mask", trains=True, vit_only=True, tiled=True),
 )}
 
 

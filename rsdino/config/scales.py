@@ -34,6 +34,8 @@ import copy
 import fnmatch
 from typing import Any
 
+from rsdino.data.tasks import DEFAULT_TASK
+
 #: Sections whose entries are keyed by name, and the fields an override selector may match there.
 NAMED_SECTIONS: dict[str, tuple[str, ...]] = {
     "datasets": ("task",),
@@ -53,7 +55,7 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 #: What a field a selector matches holds when the entry does not set it.
-FIELD_DEFAULTS: dict[str, str] = {"task": "scene_classification"}
+FIELD_DEFAULTS: dict[str, str] = {"task": DEFAULT_TASK}
 
 
 def _matches(selector: str, name: str, entry: dict[str, Any], fields: tuple[str, ...]) -> bool:

@@ -21,8 +21,11 @@ Modules (import them directly; this package imports none of them):
   ``multilabel`` (BigEarthNet, ``MultiLabelPatchDataset``, labels and metadata read by
   ``bigearthnet``), ``segmentation`` (LoveDA, Potsdam, Vaihingen tiles), ``change`` (OSCD),
   ``filelist`` (Million-AID + SkyScript, ``ImageListDataset``), ``fmow_dataset`` (fMoW-RGB,
-  ``FmowDataset``, around the CSV preparation of ``fmow``); ``prepared`` holds their shared parts.
-- ``registry``: ``prepare_dataset`` and ``open_dataset`` for any task (re-exported here, imported lazily).
+  ``FmowDataset``, around the CSV preparation of ``fmow``); ``prepared`` holds their shared parts and
+  ``preparers`` adapts each ``prepare_*`` to the registry's ``prepare(cfg, name, raw, out, progress)``.
+  ``local_segmentation`` is a whole task in one module (your own ``images/`` + ``masks/`` folder).
+- ``registry``: ``TASKS``, one record per task (prepare, reader, fake generator, local import, labels),
+  torch-free; ``prepare_dataset`` and ``open_dataset`` for any task (re-exported here, imported lazily).
 """
 
 from __future__ import annotations

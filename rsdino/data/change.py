@@ -52,6 +52,7 @@ def prepare_change_dataset(
     out_dir: Path,
     *,
     name: str,
+    task: str,
     class_root: str,
     bands: list[str],
     rgb_bands: list[str],
@@ -115,7 +116,7 @@ def prepare_change_dataset(
     )
     metadata = {
         "name": name,
-        "task": "change_detection",
+        "task": task,
         "images_root": class_root,
         "bands": list(bands),
         "rgb_bands": list(rgb_bands),

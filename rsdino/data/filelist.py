@@ -54,6 +54,7 @@ def prepare_image_list(
     out_dir: Path,
     *,
     name: str,
+    task: str,
     class_root: str,
     extensions: tuple[str, ...],
     bands: list[str],
@@ -89,7 +90,7 @@ def prepare_image_list(
     sources = dict(sorted(Counter(PurePosixPath(rel).relative_to(prefix).parts[0] for rel in images).items()))
     metadata = {
         "name": name,
-        "task": "unlabelled_images",
+        "task": task,
         "bands": list(bands),
         "rgb_bands": list(rgb_bands),
         "gsd": gsd,

@@ -98,7 +98,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def prepare_fmow_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root: str, bands: list[str],
+def prepare_fmow_dataset(raw_dir: Path, out_dir: Path, *, name: str, task: str,
+                         class_root: str, bands: list[str],
                          rgb_bands: list[str], gsd: float, native_size: int,
                          max_stats_items: int | None = 500, seed: int = 0, progress: bool = True) -> dict:
     """Write the prepared folder of task ``fmow`` (see the module docstring) for ``raw_dir/class_root``.
@@ -115,7 +116,7 @@ def prepare_fmow_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root:
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     root = raw_dir / class_root
-    metadata = {"name": name, "task": "fmow", "bands": list(bands), "rgb_bands": list(rgb_bands), "gsd": gsd,
+    metadata = {"name": name, "task": task, "bands": list(bands), "rgb_bands": list(rgb_bands), "gsd": gsd,
                 "native_size": native_size, "class_root": PurePosixPath(class_root).as_posix()}
     with atomic_directory(out_dir) as tmp:
         summary = prepare_fmow_csv(root, tmp, splits=SPLITS)

@@ -40,7 +40,8 @@ def read_patch(raw_dir: Path, rel: str, bands: list[str], size: int) -> np.ndarr
     return read_band_files([folder / f"{folder.name}_{band}.tif" for band in bands], size)
 
 
-def prepare_multilabel_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root: str, bands: list[str],
+def prepare_multilabel_dataset(raw_dir: Path, out_dir: Path, *, name: str, task: str,
+                               class_root: str, bands: list[str],
                                rgb_bands: list[str], gsd: float, native_size: int, test_fraction: float,
                                seed: int, max_stats_items: int | None = 500, progress: bool = True) -> dict:
     """Index, split (seeded, by patch) and describe a BigEarthNet-layout folder; write ``out_dir`` atomically.
@@ -49,6 +50,7 @@ def prepare_multilabel_dataset(raw_dir: Path, out_dir: Path, *, name: str, class
         raw_dir: the extracted dataset folder.
         out_dir: the prepared folder to (re)write.
         name: dataset name recorded in ``dataset.json``.
+        task: its task name (``rsdino.data.registry``), recorded in ``dataset.json`` too.
         class_root: folder (relative to ``raw_dir``) holding the patch folders.
         bands: band file suffixes, in channel order.
         rgb_bands: bands of the RGB composite.
@@ -83,7 +85,7 @@ def prepare_multilabel_dataset(raw_dir: Path, out_dir: Path, *, name: str, class
     stats = compute_band_stats([Path(r["path"]) for r in seeded_subset(train, max_stats_items, seed)],
                                reader=lambda rel: read_patch(raw_dir, rel.as_posix(), bands, native_size),
                                progress=progress)
-    metadata = {"name": name, "task": "multilabel", "bands": list(bands), "rgb_bands": list(rgb_bands),
+    metadata = {"name": name, "task": task, "bands": list(bands), "rgb_bands": list(rgb_bands),
                 "gsd": gsd, "native_size": native_size}
     with atomic_directory(out_dir) as tmp:
         write_json(tmp / "train.json", train)

@@ -49,7 +49,8 @@ def read_pair(raw_dir: Path, s1_rel: str, s2_rel: str) -> np.ndarray:
     return np.concatenate([s1.astype(np.float32), s2.astype(np.float32)])
 
 
-def prepare_s1s2_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root: str, bands: list[str],
+def prepare_s1s2_dataset(raw_dir: Path, out_dir: Path, *, name: str, task: str,
+                         class_root: str, bands: list[str],
                          rgb_bands: list[str], gsd: float, native_size: int, test_fraction: float, seed: int,
                          max_stats_items: int | None = 500, progress: bool = True) -> dict:
     """Pair, split by ROI and describe a SEN12MS-CR-TS tree; write ``out_dir`` atomically.
@@ -58,6 +59,7 @@ def prepare_s1s2_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root:
         raw_dir: the extracted dataset folder; index paths are relative to it.
         out_dir: the prepared folder to (re)write.
         name: dataset name recorded in ``dataset.json``.
+        task: its task name (``rsdino.data.registry``), recorded in ``dataset.json`` too.
         class_root: folder (relative to ``raw_dir``) holding the ``ROIs<season>`` folders.
         bands: must be the 15 names VV, VH, B01 ... B12 (S1 then S2) in that order.
         rgb_bands: bands of the RGB composite.
@@ -94,7 +96,7 @@ def prepare_s1s2_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root:
     stats = compute_band_stats([Path(a + "\n" + b) for a, b in sampled],
                                reader=lambda key: read_pair(raw_dir, *str(key).split("\n")),
                                progress=progress)
-    metadata = {"name": name, "task": "s1s2_pairs", "bands": list(bands), "rgb_bands": list(rgb_bands),
+    metadata = {"name": name, "task": task, "bands": list(bands), "rgb_bands": list(rgb_bands),
                 "gsd": gsd, "native_size": native_size}
     with atomic_directory(out_dir) as tmp:
         write_index(report, tmp)

@@ -100,7 +100,8 @@ def index_seco(root: Path, bands: list[str], *, min_dates: int = 2, progress: bo
     return report
 
 
-def prepare_temporal_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_root: str, bands: list[str],
+def prepare_temporal_dataset(raw_dir: Path, out_dir: Path, *, name: str, task: str,
+                             class_root: str, bands: list[str],
                              rgb_bands: list[str], gsd: float, native_size: int, test_fraction: float,
                              seed: int, min_dates: int = 2, max_stats_items: int | None = 500,
                              progress: bool = True) -> dict:
@@ -110,6 +111,7 @@ def prepare_temporal_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_r
         raw_dir: the extracted dataset folder; ``location`` paths are relative to it.
         out_dir: the prepared folder to (re)write.
         name: dataset name recorded in ``dataset.json``.
+        task: its task name (``rsdino.data.registry``), recorded in ``dataset.json`` too.
         class_root: folder (relative to ``raw_dir``) holding the location folders.
         bands: band names = band file stems, in channel order.
         rgb_bands: bands of the RGB composite.
@@ -143,7 +145,7 @@ def prepare_temporal_dataset(raw_dir: Path, out_dir: Path, *, name: str, class_r
 
     stats = compute_band_stats(seeded_subset(train, max_stats_items, seed), reader=read_location,
                                progress=progress)
-    metadata = {"name": name, "task": "temporal_series", "bands": list(bands), "rgb_bands": list(rgb_bands),
+    metadata = {"name": name, "task": task, "bands": list(bands), "rgb_bands": list(rgb_bands),
                 "gsd": gsd, "native_size": native_size, "n_dates": n_dates}
     dropped = {k: v for k, v in report.items() if k != "locations"}
     with atomic_directory(out_dir) as tmp:

@@ -154,7 +154,7 @@ def tile_origins(length: int, size: int) -> list[int]:
     return starts
 
 
-def prepare_segmentation_dataset(raw_dir: Path, out_dir: Path, *, name: str, layout: str | None,
+def prepare_segmentation_dataset(raw_dir: Path, out_dir: Path, *, name: str, task: str, layout: str | None,
                                  bands: list[str], rgb_bands: list[str], gsd: float, tile_sizes: list[int],
                                  seed: int, max_stats_items: int | None = 200, progress: bool = True,
                                  **_: Any) -> dict:
@@ -189,7 +189,7 @@ def prepare_segmentation_dataset(raw_dir: Path, out_dir: Path, *, name: str, lay
     stats = compute_band_stats([Path(f"{t['image']}|{t['x']}|{t['y']}") for t in sampled],
                                reader=lambda key: _read_tile_key(raw_dir, str(key), first),
                                progress=progress)
-    metadata = {"name": name, "task": "segmentation", "layout": layout, "bands": list(bands),
+    metadata = {"name": name, "task": task, "layout": layout, "bands": list(bands),
                 "rgb_bands": list(rgb_bands), "gsd": gsd, "native_size": first,
                 "tile_sizes": list(tile_sizes)}
     with atomic_directory(out_dir) as tmp:

@@ -16,6 +16,7 @@ All trainers take in-memory or lazy datasets of dict items and run on CPU or GPU
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsdino.data.registry import TASKS, resolve
 from rsdino.evaluate.context import EvaluationContext
 from rsdino.evaluate.metrics import change_detection_scores, mean_iou, multilabel_average_precision
 from rsdino.evaluate.tokens import is_vit, last_blocks, patch_tokens
@@ -297,10 +299,18 @@ def train_multilabel(backbone: nn.Module, train: Dataset, test: Dataset, *, n_la
             "mAP_macro": 100.0 * multilabel_average_precision(s, t, "macro"), "train_loss": loss}
 
 
-#: The ``rsdino.data`` reader of each dense / multi-label protocol.
-READERS = {"multilabel": "rsdino.data.multilabel.MultiLabelPatchDataset",
-           "change_detection": "rsdino.data.change.ChangePairDataset",
-           "segmentation": "rsdino.data.segmentation.SegmentationTileDataset"}
+#: The ``rsdino.data`` reader (dotted path) of each task a dense / multi-label protocol reads: the
+#: ``dataset`` of its ``rsdino.data.registry`` record.
+READERS = {name: task.dataset for name, task in TASKS.items()
+           if task.labels in ("multi_label", "mask", "change")}
+
+
+def _task_of(kind: str, prepared_dir: Path) -> str:
+    """The task the prepared folder was made for (its ``dataset.json``); else the protocol's namesake task."""
+    try:
+        return json.loads((Path(prepared_dir) / "dataset.json").read_text(encoding="utf-8"))["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return kind
 
 
 class _Prepared:
@@ -360,18 +370,20 @@ def run_dense_protocol(kind: str, settings: Any, model_dir: Path, raw_dir: Path,
     prepared tiles of that size when there are some. Returns ``{"metrics": ..., "baselines": {}}``.
 
     Raises:
-        NotImplementedError: naming the reader when ``rsdino.data`` does not provide it.
+        NotImplementedError: naming the reader when ``rsdino.data`` does not provide it, or the
+            prepared folder's task when no reader of ``READERS`` reads it.
     """
-    import importlib
-
     from rsdino.evaluate.knn import _load_backbone
 
-    module_name, class_name = READERS[kind].rsplit(".", 1)
+    task = _task_of(kind, prepared_dir)
+    if task not in READERS:
+        raise NotImplementedError(f"{prepared_dir}: protocol {kind!r} has no dataset reader for task "
+                                  f"{task!r} (readers: {', '.join(READERS)})")
     try:
-        reader = getattr(importlib.import_module(module_name), class_name)
+        reader = resolve(READERS[task])
     except (ImportError, AttributeError):
         raise NotImplementedError(f"{prepared_dir}: protocol {kind!r} needs the dataset reader "
-                                  f"{READERS[kind]}, which rsdino.data does not provide") from None
+                                  f"{READERS[task]}, which rsdino.data does not provide") from None
     from rsdino.data.bands import BandSelected, select_bands_of
     from rsdino.evaluate.features import with_dataset_statistics
 

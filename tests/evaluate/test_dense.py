@@ -122,8 +122,9 @@ def test_segmentation_protocol_end_to_end_on_a_fake_loveda(tmp_path):
     make_fake_segmentation(archive, layout="loveda", size=32, n_images=1)
     raw = extract_archive(archive, tmp_path / "raw")
     prepared = tmp_path / "prepared"
-    prepare_segmentation_dataset(raw, prepared, name="loveda", layout="loveda", bands=["R", "G", "B"],
-                                 rgb_bands=["R", "G", "B"], gsd=0.3, tile_sizes=[16], seed=0, progress=False)
+    prepare_segmentation_dataset(raw, prepared, name="loveda", task="segmentation", layout="loveda",
+                                 bands=["R", "G", "B"], rgb_bands=["R", "G", "B"], gsd=0.3, tile_sizes=[16],
+                                 seed=0, progress=False)
     meta = {**backbone_spec("vit_tiny_patch8", 3, 16, depth=2), "bands": ["R", "G", "B"],
             "mean": [128.0] * 3, "std": [64.0] * 3}
     export_backbone(vit(), tmp_path / "model", meta)
