@@ -2,8 +2,9 @@
 
 ``load_params(path, scale)`` (``rsdino.config.params``) returns a validated ``Params``; any problem
 raises ``ParamsError`` with one line per problem naming the file and the key path. The section
-models live in ``datasets``, ``variants``, ``evaluations`` and ``tables``; the names most callers
-need are re-exported here.
+models live in ``datasets``, ``variants``, ``evaluations`` and ``tables``; entries written as
+overlays (``like:``, ``recipes:``) are merged by ``overlays`` and scales resolved by ``scales``,
+both before validation. The names most callers need are re-exported here.
 """
 
 from rsdino.config.base import ParamsError, StrictModel
