@@ -2,9 +2,10 @@
 
 An entry of ``datasets``, ``variants``, ``evaluations`` or ``tables`` may say ``like: <name>`` (or a
 list of names, applied in order): it is then that entry, deep-merged with what it writes itself
-(mappings merge key by key; lists and scalars are replaced). A name is another entry of the same
-section or a fragment of the top-level ``recipes:`` section (settings common to a family, never an
-entry themselves; a recipe may be ``like`` other recipes)::
+(mappings merge key by key; lists and scalars are replaced). Each name of a list brings its whole
+chain, so a later name's settings win over an earlier one's, even those it only inherits. A name is
+another entry of the same section or a fragment of the top-level ``recipes:`` section (settings
+common to a family, never an entry themselves; a recipe may be ``like`` other recipes)::
 
     recipes:
       seco:                                     # DINO on SeCo-100K, every backbone

@@ -102,7 +102,7 @@ class ProgressSettings(StrictModel):
 
 
 class Params(StrictModel):
-    """The whole ``params.yaml``."""
+    """The whole ``params.yaml``, its overlays merged (``recipes`` is gone after that; see ``overlays``)."""
 
     scale: str = "demo"
     scales: dict[str, ScaleConfig]
