@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_committed_dvc_lock_records_the_committed_params_yaml() -> None:
     """Regenerate with `rsdino dvc-commit --params-only` (or a demo run) after changing params.yaml."""
     expected = expected_lock_params(ROOT, "tables")
-    sections = {"scale", "scales", "datasets", "variants", "evaluations", "tables"}
+    sections = {"scale", "scales", "datasets", "recipes", "variants", "evaluations", "tables"}
     assert set(expected["params.yaml"]) == sections
     assert lock_params(ROOT, "tables") == expected
 

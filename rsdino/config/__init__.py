@@ -3,7 +3,9 @@
 ``load_params(path, scale)`` (``rsdino.config.params``) returns a validated ``Params``; any problem
 raises ``ParamsError`` with one line per problem naming the file and the key path. The section
 models live in ``datasets``, ``variants``, ``evaluations`` (one record per protocol in
-``protocols``) and ``tables``; the names most callers need are re-exported here.
+``protocols``) and ``tables``; entries written as overlays (``like:``, ``recipes:``) are merged by
+``overlays`` and scales resolved by ``scales``, both before validation. The names most callers need
+are re-exported here.
 """
 
 from rsdino.config.base import ParamsError, StrictModel

@@ -4,7 +4,7 @@
 wrong type, a reference to an undefined dataset, variant, evaluation or table) raises
 ``ParamsError`` whose message has one line per problem, each naming the file and the key path, e.g.::
 
-    params.yaml: variants.demo_dino.optim.lrr: unknown key (extra inputs are not permitted)
+    params.yaml: variants.demo_dino.optim.lrr: unknown key (not allowed here; check its spelling)
 
 Only the command-line layer and the Snakefile call ``load_params``; the library receives the
 validated objects.
@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 from rsdino.config.base import ParamsError, StrictModel
 from rsdino.config.datasets import DEFAULT_SPLIT, DatasetConfig
 from rsdino.config.extraction import ExtractionSettings
+from rsdino.config.overlays import origin
 from rsdino.config.protocols import EvaluationConfig
 from rsdino.config.scales import resolve_scale
 from rsdino.config.tables import TableConfig
@@ -102,7 +103,7 @@ class ProgressSettings(StrictModel):
 
 
 class Params(StrictModel):
-    """The whole ``params.yaml``."""
+    """The whole ``params.yaml``, its overlays merged (``recipes`` is gone after that; see ``overlays``)."""
 
     scale: str = "demo"
     scales: dict[str, ScaleConfig]
@@ -218,17 +219,31 @@ def settings_digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
-    lines = []
+def _format_errors(path: Path, error: ValidationError, written: dict[str, Any]) -> str:
+    """One line per problem, naming its key path.
+
+    A problem merged into several entries by ``like`` (``rsdino.config.overlays``) is one line: at
+    the first entry that has it, naming where it was written and the other entries that have it.
+    """
+    problems: dict[tuple[str, str, str], list[tuple[str, ...]]] = {}  # (written in, key, message) -> locs
     for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"])
+        loc = tuple(str(part) for part in item["loc"])
         message = item["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
         if item["type"] == "extra_forbidden":
             message = "unknown key (not allowed here; check its spelling)"
-        for part in message.split("\n"):
-            lines.append(f"{path}: {loc}: {part}" if loc else f"{path}: {part}")
+        written_in = origin(written, loc) or ".".join(loc[:2])
+        problems.setdefault((written_in, ".".join(loc[2:]), message), []).append(loc)
+    lines = []
+    for (written_in, _, message), locs in problems.items():
+        first = ".".join(locs[0])
+        notes = [f"written in {written_in}"] if written_in != ".".join(locs[0][:2]) else []
+        if len(locs) > 1:
+            notes.append("the same in " + ", ".join(".".join(loc[:2]) for loc in locs[1:]))
+        for i, part in enumerate(message.split("\n")):
+            text = part + (f" ({'; '.join(notes)})" if notes and i == 0 else "")
+            lines.append(f"{path}: {first}: {text}" if first else f"{path}: {text}")
     return "\n".join(lines)
 
 
@@ -236,21 +251,24 @@ def parse_params(raw: dict[str, Any], *, source: Path = Path("params.yaml"),
                  scale: str | None = None, preflight_checks: bool = True) -> Params:
     """Validate an already-loaded settings mapping (``scale`` overrides the file's choice).
 
-    Then, with ``preflight_checks``, run the preflight of the selected scale
+    Entries written as overlays (``like:``, ``recipes:``; ``rsdino.config.overlays``) are merged
+    first, then the scale's ``like`` and ``overrides`` (``rsdino.config.scales``) apply. Then, with
+    ``preflight_checks``, run the preflight of the selected scale
     (``rsdino.config.preflight``): what would only fail after pretraining fails here.
     """
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: the top level must be a mapping of settings")
     if scale is not None:
         raw = {**raw, "scale": scale}
+    written = raw
     try:
         raw = resolve_scale(raw, str(raw.get("scale", "demo")))
     except ValueError as error:
-        raise ParamsError(f"{source}: {error}") from None
+        raise ParamsError("\n".join(f"{source}: {line}" for line in str(error).splitlines())) from None
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_format_errors(source, error)) from None
+        raise ParamsError(_format_errors(source, error, written)) from None
     if preflight_checks:
         from rsdino.config.preflight import preflight
 

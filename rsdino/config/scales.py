@@ -18,7 +18,11 @@ variants, evaluations and tables under their own names, shrunk::
             finetune: {epochs: 1}
             "satdino_seg_*_512": {image_size: 64}
 
-An override is deep-merged (mappings merge key by key; lists and scalars are replaced). In a named
+A scale's ``like`` copies the other scale's selection only (its ``variants``, ``evaluations``,
+``tables`` and ``extra_datasets``, where the scale sets none); the ``like`` of a dataset, variant,
+evaluation or table entry is an overlay of that entry (``rsdino.config.overlays``), resolved first.
+An override is deep-merged like an overlay (mappings merge key by key; lists and scalars are
+replaced). In a named
 section (``datasets``, ``variants``, ``evaluations``) each selector applies, in the order written, to
 every selected entry it matches: ``*``; a dataset's ``task``, a variant's ``method`` or ``backbone``,
 an evaluation's ``protocol``; or a glob on the entry's name. A selector that matches nothing is an
@@ -30,10 +34,10 @@ like a hand-written setting.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 from typing import Any
 
+from rsdino.config.overlays import deep_merge, resolve_overlays
 from rsdino.data.tasks import DEFAULT_TASK
 
 #: Sections whose entries are keyed by name, and the fields an override selector may match there.
@@ -42,16 +46,6 @@ NAMED_SECTIONS: dict[str, tuple[str, ...]] = {
     "variants": ("method", "backbone"),
     "evaluations": ("protocol",),
 }
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """``override`` merged into a copy of ``base``: mappings key by key, anything else replaced."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
-        return merged
-    return copy.deepcopy(override)
 
 
 #: What a field a selector matches holds when the entry does not set it.
@@ -84,10 +78,14 @@ def _selection(raw: dict[str, Any], scale: dict[str, Any]) -> dict[str, list[str
 def resolve_scale(raw: dict[str, Any], name: str) -> dict[str, Any]:
     """The raw settings with scale ``name``'s ``like`` and ``overrides`` applied (see the module docstring).
 
+    The entries written as overlays are merged first (``rsdino.config.overlays.resolve_overlays``): a
+    scale selects, and its overrides match, the entries as they resolve.
+
     Raises:
         ValueError: a ``like`` chain that loops or names an unknown scale, or a selector that matches
-            no selected entry; the message names the key path.
+            no selected entry (or a bad overlay); the message names the key path.
     """
+    raw = resolve_overlays(raw)
     scales = raw.get("scales") or {}
     scale = scales.get(name)
     if not isinstance(scale, dict) or not any(scale.get(k) for k in ("like", "overrides", "fake_data")):
