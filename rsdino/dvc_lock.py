@@ -105,10 +105,14 @@ def write_lock_params(root: Path, stage: str, settings_file: str | None = None,
 def record_settings_file(root: Path, stage: str, settings_file: str) -> str:
     """After ``dvc commit``: make ``dvc.lock`` name the settings file the run actually used.
 
-    ``params.yaml`` itself: nothing to change. Another file: the params section holds that file and
+    ``params.yaml`` itself: its params section rewritten with the same values, in YAML every reader
+    reads alike. Another file: the params section holds that file and
     its values, and ``cmd`` the command with ``--config params=<file>``.
     """
     if Path(settings_file).as_posix() in (DEFAULT_PARAMS_FILE, f"./{DEFAULT_PARAMS_FILE}"):
+        # Rewritten all the same: DVC writes 1e-05 (YAML 1.2), which YAML 1.1 readers such as PyYAML
+        # read as a string; ours writes 1.0e-05, the same number for DVC.
+        write_lock_params(root, stage)
         return f"dvc.lock: stage {stage!r} recorded with {DEFAULT_PARAMS_FILE}"
     cmd = _load(root / "dvc.yaml")["stages"][stage]["cmd"]
     if "--config" not in cmd:

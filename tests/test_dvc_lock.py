@@ -78,3 +78,28 @@ def test_dvc_track_to_a_cloud_remote_without_its_extra_fails_in_one_line(tmp_pat
     with pytest.raises(DvcError) as error:
         dvc_track(Path("d"), "s3r")  # fails on the missing package, before any network
     assert "\n" not in str(error.value) and "pip install dvc-s3" in str(error.value)
+
+
+def test_dvc_status_is_clean_in_a_fresh_clone(tmp_path) -> None:
+    """The committed demo tables, code and settings are what the committed dvc.lock records.
+
+    After changing code under rsdino/ or workflow/, the Snakefile or params.yaml: commit, then run
+    `rsdino dvc-commit` (or the demo) and commit dvc.lock.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: there is no commit to clone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    for name in ("results/tables", "results/metrics/summary.json"):
+        assert (clone / name).exists(), f"{name} is not committed"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert "up to date" in status.stdout.lower(), (
+        "dvc status in a fresh clone is not clean; commit, run `rsdino dvc-commit` and commit dvc.lock:\n"
+        + status.stdout)
