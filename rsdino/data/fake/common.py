@@ -68,7 +68,7 @@ def write_archive(out_archive: Path, members: Members) -> str:
             if mode == "w:gz":
                 import gzip
 
-                with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
                         tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                     _fill_tar(tar, members)
             else:
