@@ -24,14 +24,15 @@ from rsdino.report.readable import protocol_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(PROTOCOLS)
+DEMO = load_params(ROOT / "params.yaml", "demo")
 
 
 def demo_params_with(protocol: str) -> dict:
     """The demo scale's settings, with ``demo_knn`` turned into an evaluation of ``protocol``."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    evaluation = data["evaluations"]["demo_knn"]
-    data["evaluations"]["demo_knn"] = {"protocol": protocol, "dataset": evaluation["dataset"],
-                                       "variants": evaluation["variants"]}
+    evaluation = DEMO.evaluations["demo_knn"]  # resolved: written as an overlay (like:) in params.yaml
+    data["evaluations"]["demo_knn"] = {"protocol": protocol, "dataset": evaluation.dataset,
+                                       "variants": list(evaluation.variants)}
     return data
 
 

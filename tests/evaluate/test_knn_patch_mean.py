@@ -84,10 +84,8 @@ def test_an_evaluation_of_it_in_params_runs_through_its_record(tiny_vit_dir, tmp
 
     path = Path(__file__).resolve().parents[2] / "params.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    knn = raw["evaluations"]["demo_knn"]
-    raw["evaluations"]["demo_knn_patch_mean"] = {"protocol": "knn_patch_mean", "dataset": knn["dataset"],
-                                                 "variants": knn["variants"], "ks": [1, 5], "batch_size": 8,
-                                                 "random_baseline": False}
+    raw["evaluations"]["demo_knn_patch_mean"] = {"like": "demo_knn", "protocol": "knn_patch_mean",
+                                                 "ks": [1, 5], "batch_size": 8, "random_baseline": False}
     params = parse_params(raw, source=path, scale="demo", preflight_checks=False)
     settings = params.evaluations["demo_knn_patch_mean"]
     parts = {"train": Blobs(24, 0), "test": Blobs(12, 1)}
