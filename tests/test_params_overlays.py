@@ -100,7 +100,7 @@ def test_a_problem_in_a_base_entry_is_one_line_at_that_entry():
     assert str(error.value).splitlines() == [
         "p.yaml: variants.demo_dino_vit.optim.lrr: unknown key (not allowed here; check its spelling) "
         "(the same in variants.demo_dino_mc, variants.demo_satdino, variants.demo_dinov2, "
-        "variants.demo_dinov2_mm)",
+        "variants.demo_dinov2_mm, variants.demo_ibot)",
         "p.yaml: variants.demo_dino_tp.optim.lrr: unknown key (not allowed here; check its spelling)"]
 
 

@@ -68,7 +68,9 @@ def write_archive(out_archive: Path, members: Members) -> str:
             if mode == "w:gz":
                 import gzip
 
-                with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
+                # no file name in the gzip header (it would be the temporary file's), mtime 0
+                with open(tmp, "wb") as raw, \
+                        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
                         tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                     _fill_tar(tar, members)
             else:
