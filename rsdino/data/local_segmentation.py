@@ -36,16 +36,15 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rsdino.config.datasets import DatasetConfig
 from rsdino.data.fake.common import geotiff_bytes, pil_bytes, write_archive
 from rsdino.data.local import IMAGE_EXTENSIONS, LocalSourceError
-from rsdino.data.prepared import TiledDataset, rgb_figure, seeded_subset, split_by_group
+from rsdino.data.prepared import seeded_subset, split_by_group
 from rsdino.data.readers import RASTER_EXTENSIONS
-from rsdino.data.segmentation import IGNORE, read_window, tile_origins
+from rsdino.data.segmentation import IGNORE, MaskTileDataset, read_window, tile_origins
 from rsdino.data.stats import compute_band_stats
 from rsdino.errors import UserError
 from rsdino.io import atomic_directory, write_json
@@ -251,7 +250,7 @@ def prepare(cfg: DatasetConfig, name: str, raw_dir: Path, out_dir: Path, progres
     return summary
 
 
-class LocalSegmentationDataset(TiledDataset):
+class LocalSegmentationDataset(MaskTileDataset):
     """Tiles of one split (and tile size) of a prepared ``local_segmentation`` folder.
 
     Args:
@@ -274,14 +273,6 @@ class LocalSegmentationDataset(TiledDataset):
         mask[:, max(tile["width"] - x, 0):] = IGNORE
         return {"image": torch.from_numpy(image.astype(np.float32)), "mask": torch.from_numpy(mask),
                 "path": f"{tile['image']}@{x},{y}"}
-
-    def plot(self, index: int) -> Figure:
-        """A figure of tile ``index``: its RGB composite with the mask drawn over it."""
-        sample = self.load(index)
-        figure = rgb_figure(sample["image"], self.bands, self.metadata["rgb_bands"], sample["path"])
-        mask = np.ma.masked_equal(sample["mask"].numpy(), IGNORE)
-        figure.axes[0].imshow(mask, cmap="tab10", alpha=0.35, vmin=0, vmax=9, interpolation="nearest")
-        return figure
 
 
 def make_fake(out_archive: Path, *, n_images: int = 6, size: int = 20, n_classes: int = 3,

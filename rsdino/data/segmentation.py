@@ -214,7 +214,19 @@ def _read_tile_key(raw_dir: Path, key: str, size: int) -> np.ndarray:
 Sample = dict[str, Any]
 
 
-class SegmentationTileDataset(TiledDataset):
+class MaskTileDataset(TiledDataset):
+    """Tiles whose items carry a class ``mask`` (``IGNORE`` = 255): what every segmentation task plots."""
+
+    def plot(self, index: int) -> Figure:
+        """A figure of tile ``index``: its RGB composite with the mask drawn over it."""
+        sample = self.load(index)
+        figure = rgb_figure(sample["image"], self.bands, self.metadata["rgb_bands"], sample["path"])
+        mask = np.ma.masked_equal(sample["mask"].numpy(), IGNORE)
+        figure.axes[0].imshow(mask, cmap="tab10", alpha=0.35, vmin=0, vmax=9, interpolation="nearest")
+        return figure
+
+
+class SegmentationTileDataset(MaskTileDataset):
     """Tiles of one split (and tile size) of a prepared segmentation dataset.
 
     Args:
@@ -240,11 +252,3 @@ class SegmentationTileDataset(TiledDataset):
         mask = self._decode(read_window(self.raw_dir / tile["mask"], tile["x"], tile["y"], size))
         return {"image": torch.from_numpy(image.astype(np.float32)), "mask": torch.from_numpy(mask),
                 "path": f"{tile['image']}@{tile['x']},{tile['y']}"}
-
-    def plot(self, index: int) -> Figure:
-        """A figure of tile ``index``: its RGB composite with the mask drawn over it."""
-        sample = self.load(index)
-        figure = rgb_figure(sample["image"], self.bands, self.metadata["rgb_bands"], sample["path"])
-        mask = np.ma.masked_equal(sample["mask"].numpy(), IGNORE)
-        figure.axes[0].imshow(mask, cmap="tab10", alpha=0.35, vmin=0, vmax=9, interpolation="nearest")
-        return figure
