@@ -44,10 +44,9 @@ from rsdino.data.fake.common import geotiff_bytes, pil_bytes, write_archive
 from rsdino.data.local import IMAGE_EXTENSIONS, LocalSourceError
 from rsdino.data.prepared import seeded_subset, split_by_group
 from rsdino.data.readers import RASTER_EXTENSIONS
-from rsdino.data.segmentation import IGNORE, MaskTileDataset, read_window, tile_origins
+from rsdino.data.segmentation import IGNORE, MaskTileDataset, read_window, tile_origins, write_tiled_folder
 from rsdino.data.stats import compute_band_stats
 from rsdino.errors import UserError
-from rsdino.io import atomic_directory, write_json
 
 log = logging.getLogger(__name__)
 MASK_EXTENSIONS = (".png", *RASTER_EXTENSIONS)
@@ -236,16 +235,8 @@ def prepare(cfg: DatasetConfig, name: str, raw_dir: Path, out_dir: Path, progres
                 "rgb_bands": list(cfg.rgb_bands), "gsd": cfg.gsd, "native_size": first,
                 "tile_sizes": list(cfg.tile_sizes),
                 "split": "list files" if (raw_dir / SPLIT_FILES[0]).is_file() else "seeded"}
-    with atomic_directory(out_dir) as tmp:
-        for key, tiles in index.items():
-            write_json(tmp / f"{key}.json", tiles)
-        for part in split:
-            write_json(tmp / f"{part}.json", index[f"{part}_{first}"])
-        write_json(tmp / "classes.json", classes)
-        write_json(tmp / "stats.json", {"bands": list(cfg.bands), **stats})
-        write_json(tmp / "dataset.json", metadata)
-    summary = {"name": name, "n_train": len(index[f"train_{first}"]), "n_test": len(index[f"test_{first}"]),
-               "n_classes": len(classes)}
+    summary = write_tiled_folder(out_dir, index, list(split), classes=classes,
+                                 stats={"bands": list(cfg.bands), **stats}, metadata=metadata)
     log.info("prepared %s in %s: %s", name, out_dir, summary)
     return summary
 

@@ -192,16 +192,8 @@ def prepare_segmentation_dataset(raw_dir: Path, out_dir: Path, *, name: str, tas
     metadata = {"name": name, "task": task, "layout": layout, "bands": list(bands),
                 "rgb_bands": list(rgb_bands), "gsd": gsd, "native_size": first,
                 "tile_sizes": list(tile_sizes)}
-    with atomic_directory(out_dir) as tmp:
-        for key, tiles in index.items():
-            write_json(tmp / f"{key}.json", tiles)
-        for split in pairs:
-            write_json(tmp / f"{split}.json", index[f"{split}_{first}"])
-        write_json(tmp / "classes.json", classes)
-        write_json(tmp / "stats.json", {"bands": list(bands), **stats})
-        write_json(tmp / "dataset.json", metadata)
-    summary = {"name": name, "n_train": len(index[f"train_{first}"]), "n_test": len(index[f"test_{first}"]),
-               "n_classes": len(classes)}
+    summary = write_tiled_folder(out_dir, index, list(pairs), classes=classes,
+                                 stats={"bands": list(bands), **stats}, metadata=metadata)
     log.info("prepared %s in %s: %s", name, out_dir, summary)
     return summary
 
@@ -212,6 +204,27 @@ def _read_tile_key(raw_dir: Path, key: str, size: int) -> np.ndarray:
 
 
 Sample = dict[str, Any]
+
+
+def write_tiled_folder(out_dir: Path, index: dict[str, list[dict]], splits: list[str], *, classes: list[str],
+                       stats: dict, metadata: dict) -> dict:
+    """Write a prepared folder of tiles at once (atomically) and return its summary.
+
+    ``index`` maps ``"<split>_<size>"`` to its tiles (one JSON file each); ``<split>.json`` repeats the
+    first tile size of ``metadata["tile_sizes"]``; then ``classes.json``, ``stats.json`` and
+    ``dataset.json`` (``metadata``). The summary: ``name``, ``n_train``, ``n_test``, ``n_classes``.
+    """
+    first = metadata["tile_sizes"][0]
+    with atomic_directory(out_dir) as tmp:
+        for key, tiles in index.items():
+            write_json(tmp / f"{key}.json", tiles)
+        for split in splits:
+            write_json(tmp / f"{split}.json", index[f"{split}_{first}"])
+        write_json(tmp / "classes.json", classes)
+        write_json(tmp / "stats.json", stats)
+        write_json(tmp / "dataset.json", metadata)
+    return {"name": metadata["name"], "n_train": len(index[f"train_{first}"]),
+            "n_test": len(index[f"test_{first}"]), "n_classes": len(classes)}
 
 
 class MaskTileDataset(TiledDataset):
