@@ -27,7 +27,7 @@ def test_project_params_load_for_both_scales():
     full = load_params(PARAMS, "full")
     assert len(full.selected_variants()) == 20
     declared = {full.variants[name].method for name in full.selected_variants()}
-    # the seeds' methods (iBOT alone is in no published table)
+    # the seeds' methods (iBOT is in no published table)
     assert declared == {"dino", "dino_mc", "dino_tp", "satdino", "dinov2", "dinov2_multimodal"}
     assert {"seco100k", "ucmerced", "eurosat_rgb"} <= set(full.selected_datasets())
 

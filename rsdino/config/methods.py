@@ -75,8 +75,8 @@ METHODS: dict[str, MethodRecipe] = {
                                       centering="sinkhorn_knopp", ibot_weight=1.0, koleo_weight=0.1,
                                       needs_patch_tokens=True, multimodal=True),
     "ibot": MethodRecipe("Zhou et al. 2022, iBOT: Image BERT Pre-Training with Online Tokenizer "
-                         "(masked-patch self-distillation only, no CLS-token term)",
-                         dino_weight=0.0, ibot_weight=1.0, needs_patch_tokens=True),
+                         "(DINO's CLS-token term + masked-patch self-distillation, centred teacher)",
+                         ibot_weight=1.0, needs_patch_tokens=True),
 }
 
 

@@ -14,8 +14,8 @@ step and ``update_teacher`` (the EMA). A batch is the default collate of ``rsdin
 
 Crops are stacked crop-major (crop 0 of every image, then crop 1, ...), as the losses expect.
 The total loss is ``w_dino L_dino + w_ibot L_ibot + w_koleo L_koleo + w_gsd L_gsd``, each term on
-when its weight is > 0 (``rsdino.train.methods.loss_plan``; iBOT alone: ``w_dino = 0``); the
-formulas are in ``rsdino.losses``.
+when its weight is > 0 (``rsdino.train.methods.loss_plan``; the masked-patch term alone:
+``w_dino = 0``); the formulas are in ``rsdino.losses``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The ``ibot`` method: masked-patch self-distillation alone (Zhou et al. 2022), no DINO CLS-token term."""
+"""The ``ibot`` method (Zhou et al. 2022): DINO's CLS-token term and masked-patch self-distillation.
+
+Its record switches the masked-patch term on beside the CLS term; ``loss: {dino_weight: 0}`` trains the
+masked patches alone, and the gradient then still reaches the backbone and the mask token.
+"""
 
 from __future__ import annotations
 
@@ -34,18 +38,31 @@ def _batch(images: int = 4) -> dict:
             "masks": masks}
 
 
-def test_the_record_switches_the_cls_term_off_and_the_patch_term_on() -> None:
+def test_the_record_switches_the_patch_term_on_beside_the_cls_term() -> None:
     plan = loss_plan(_variant())
-    assert plan.dino_weight == 0 and plan.ibot_weight == METHODS["ibot"].ibot_weight > 0
-    assert not (plan.koleo or plan.gsd)
-    assert _variant().loss.dino_weight == 0.0  # resolved when the settings load (dumps, fingerprints)
-    assert loss_plan(_variant(dino_weight=1.0)).dino_weight == 1.0  # an explicit weight still wins
+    record = METHODS["ibot"]
+    assert plan.dino_weight == record.dino_weight > 0 and plan.ibot_weight == record.ibot_weight > 0
+    assert not (plan.koleo or plan.gsd) and plan.centering == "centering"
+    assert _variant().loss.dino_weight == 1.0  # resolved when the settings load (dumps, fingerprints)
+    assert loss_plan(_variant(dino_weight=0.0)).dino_weight == 0.0  # an explicit weight still wins
+
+
+def test_one_step_has_both_terms() -> None:
+    torch.manual_seed(0)
+    variant = _variant()
+    model = build_meta_architecture(variant, BANDS)
+    metrics = pretrain.train_step(model, pretrain.build_optimizer(model, variant), _batch(), 0,
+                                  Schedules.of(variant, 4), variant, freeze_last_layer=False)
+    plan = loss_plan(variant)
+    assert {"loss_dino", "loss_ibot"} <= metrics.keys()
+    assert metrics["loss"] == pytest.approx(plan.dino_weight * metrics["loss_dino"]
+                                            + plan.ibot_weight * metrics["loss_ibot"])
 
 
 def test_a_few_steps_train_on_the_masked_patches_alone() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    variant = _variant()
+    variant = _variant(dino_weight=0.0)
     model = build_meta_architecture(variant, BANDS)
     optimizer = pretrain.build_optimizer(model, variant)
     schedules = Schedules.of(variant, 4)
