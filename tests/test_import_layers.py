@@ -21,8 +21,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rsdino"
 #: Bottom to top. A module belongs to the layer of its longest listed prefix (a module or a package
 #: with all its submodules), unless ``CATALOGUES`` names it; ``rsdino`` itself is its ``__init__`` only.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("rsdino", "rsdino.errors", "rsdino.io", "rsdino.stable_files", "rsdino.devices",
-                    "rsdino.progress", "rsdino.stale_runs", "rsdino.tracking", "rsdino.dvc_lock")),
+    ("foundation", ("rsdino", "rsdino.errors", "rsdino.imports", "rsdino.io", "rsdino.stable_files",
+                    "rsdino.devices", "rsdino.progress", "rsdino.stale_runs", "rsdino.tracking",
+                    "rsdino.dvc_lock")),
     ("catalogues", ()),
     ("config", ("rsdino.config",)),
     ("components", ("rsdino.data", "rsdino.models", "rsdino.losses", "rsdino.views")),

@@ -16,7 +16,6 @@ class in ``rsdino.config.evaluations`` if it has settings of its own).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
@@ -39,6 +38,7 @@ from rsdino.config.evaluations import (
     SegmentationEvaluation,
 )
 from rsdino.data.tasks import Labels
+from rsdino.imports import import_object
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,7 @@ class Protocol:
 
     def load_runner(self) -> Callable[..., dict[str, Any]]:
         """The runner function (imports its module, and so torch)."""
-        module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return import_object(self.runner)
 
 
 _PROTOCOLS = "rsdino.evaluate.protocols"

@@ -60,7 +60,7 @@ class DinoLossSettings(StrictModel):
     sinkhorn_iterations: int = Field(3, ge=1)
     # Loss weights; a term is on when its weight is > 0. None takes the method's default
     # (rsdino.config.methods.METHODS: e.g. dinov2 ibot 1.0 and koleo 0.1, satdino gsd 0.1, ibot
-    # dino 0). dino_weight is resolved when the variant loads (VariantConfig), the others by
+    # ibot 1.0). dino_weight is resolved when the variant loads (VariantConfig), the others by
     # rsdino.train.methods.loss_plan.
     dino_weight: float | None = Field(None, ge=0)
     ibot_weight: float | None = Field(None, ge=0)

@@ -16,8 +16,9 @@ fake generator (``rsdino.data.local_segmentation`` is an example).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any, Literal
+
+from rsdino.imports import import_object
 
 #: What the items of a task are labelled with: one class (``label``), a multi-hot ``label``, a per-pixel
 #: class ``mask``, a change ``mask`` between ``image`` and ``image2``, or nothing.
@@ -59,8 +60,7 @@ class DataTask:
 
 def resolve(dotted: str) -> Any:
     """The object a dotted path ``package.module.attribute`` names, its module imported now."""
-    module_name, attribute = dotted.rsplit(".", 1)
-    return getattr(import_module(module_name), attribute)
+    return import_object(dotted)
 
 
 _PREPARE = "rsdino.data.preparers"

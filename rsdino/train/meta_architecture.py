@@ -16,7 +16,6 @@ interface:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from torch import nn
 
 from rsdino.config.methods import method_recipe
 from rsdino.config.variants import VariantConfig
+from rsdino.imports import import_object
 
 
 @dataclass
@@ -87,8 +87,10 @@ class MetaArchitecture(nn.Module, ABC):
 def meta_architecture_class(method: str) -> type[MetaArchitecture]:
     """The class named by ``method``'s record (imported here, so the record stays torch-free)."""
     path = method_recipe(method).meta_arch
-    module_name, _, class_name = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    try:
+        cls = import_object(path)
+    except AttributeError:
+        cls = None
     if not (isinstance(cls, type) and issubclass(cls, MetaArchitecture)):
         raise TypeError(f"method {method!r}: {path} is not a MetaArchitecture")
     return cls
